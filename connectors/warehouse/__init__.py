@@ -1,0 +1,11 @@
+"""The warehouse edge: DuckDB by default; the path comes from one environment variable."""
+
+from connectors.warehouse.duckdb import (
+    SCHEMAS,
+    WAREHOUSE_PATH_ENV,
+    connect,
+    ensure_schemas,
+    warehouse_path,
+)
+
+__all__ = ["SCHEMAS", "WAREHOUSE_PATH_ENV", "connect", "ensure_schemas", "warehouse_path"]

@@ -1,0 +1,55 @@
+"""DuckDB warehouse: one file, one writer at a time, the same path for Dagster and dbt."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+WAREHOUSE_PATH_ENV = "ADLOOP_WAREHOUSE_PATH"
+SCHEMAS = (
+    "raw",
+    "quarantine",
+    "staging",
+    "intermediate",
+    "marts",
+    "features",
+    "measurement",
+    "decisions",
+    "audit",
+)
+
+
+def warehouse_path(path: str | os.PathLike | None = None) -> Path:
+    """The DuckDB file: an explicit path, else $ADLOOP_WAREHOUSE_PATH; a clear error otherwise."""
+    value = path if path is not None else os.environ.get(WAREHOUSE_PATH_ENV)
+    if not value:
+        raise RuntimeError(
+            f"No warehouse path: set {WAREHOUSE_PATH_ENV} to a DuckDB file (e.g. data/warehouse.duckdb)"
+        )
+    return Path(value)
+
+
+@contextmanager
+def connect(path: str | os.PathLike | None = None, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived connection; DuckDB's file lock is released as soon as it closes.
+
+    dbt runs in a subprocess and needs that lock, so nothing here keeps a connection open.
+    """
+    p = warehouse_path(path)
+    if not read_only:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    conn = duckdb.connect(str(p), read_only=read_only)
+    try:
+        conn.execute("set TimeZone = 'UTC'")
+        yield conn
+    finally:
+        conn.close()
+
+
+def ensure_schemas(conn: duckdb.DuckDBPyConnection) -> None:
+    for schema in SCHEMAS:
+        conn.execute(f"create schema if not exists {schema}")

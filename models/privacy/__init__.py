@@ -1,0 +1,1 @@
+"""Privacy primitives shared by the simulator, staging and tests: consent strings and hashing."""

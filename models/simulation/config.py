@@ -1,0 +1,136 @@
+"""Parameters of a simulated advertiser: everything the generator needs, with demo defaults."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date
+
+DEFAULT_CHANNELS: tuple[str, ...] = ("search", "social", "display", "video", "tv", "email")
+
+# Which platform reports each channel's spend, and in which landing shape.
+CHANNEL_PLATFORM: dict[str, str] = {
+    "search": "google_ads",
+    "display": "google_ads",
+    "video": "google_ads",
+    "social": "meta",
+    "tv": "offline",
+    "email": "offline",
+}
+
+GEO_CODES: tuple[str, ...] = (
+    "US-CA", "US-TX", "US-NY", "US-FL", "US-IL", "US-PA", "US-OH", "US-GA", "US-NC", "US-MI",
+    "US-WA", "US-AZ", "US-MA", "US-NJ", "US-VA", "US-TN", "US-IN", "US-MO", "US-MD", "US-CO",
+)  # fmt: skip
+
+# Fixed UTC offsets per geo (standard time); the tracker stamps local time with its offset.
+GEO_UTC_OFFSET_HOURS: dict[str, int] = {
+    "US-CA": -8, "US-WA": -8, "US-AZ": -7, "US-CO": -7, "US-TX": -6, "US-IL": -6,
+    "US-MO": -6, "US-TN": -6,
+}  # fmt: skip
+DEFAULT_UTC_OFFSET_HOURS = -5
+
+
+@dataclass(frozen=True)
+class ChannelTruth:
+    """True response parameters of one channel (the DGP the MMM assumes)."""
+
+    weekly_spend: float  # national mean weekly spend, USD
+    roas: float  # true average ROAS over the simulated period (contribution / spend)
+    adstock_alpha: float  # geometric decay per week
+    saturation_lambda: float  # logistic saturation steepness on spend in units of its mean
+    flighting: str  # "always_on", "bursts" or "pulsed"
+
+
+DEFAULT_CHANNEL_TRUTH: dict[str, ChannelTruth] = {
+    "search": ChannelTruth(10_000, 2.2, 0.20, 1.6, "always_on"),
+    "social": ChannelTruth(7_500, 1.5, 0.35, 1.2, "always_on"),
+    "display": ChannelTruth(4_000, 0.6, 0.30, 2.0, "pulsed"),
+    "video": ChannelTruth(5_000, 1.1, 0.50, 1.0, "bursts"),
+    "tv": ChannelTruth(12_500, 0.8, 0.65, 0.8, "bursts"),
+    "email": ChannelTruth(1_000, 3.5, 0.10, 2.5, "always_on"),
+}
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    """A geo holdout: the channel goes dark in the treatment geos for the window."""
+
+    channel: str
+    start_week: int
+    weeks: int
+    n_treatment_geos: int
+
+
+@dataclass(frozen=True)
+class DirtRates:
+    """How much known dirt to inject, as fractions of the clean rows."""
+
+    duplicate_events: float = 0.01
+    late_events: float = 0.02
+    malformed_lines: float = 0.002
+    extra_field_events: float = 0.01
+    negative_spend_rows: float = 0.001
+    missing_spend_rows: float = 0.001
+    foreign_currency_orders: float = 0.05
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    seed: int = 42
+    start_date: date = date(2024, 1, 1)  # a Monday: weeks start on Mondays
+    weeks: int = 104
+    geos: int = 10
+    channels: tuple[str, ...] = DEFAULT_CHANNELS
+    campaigns_per_channel: int = 2
+    creatives_per_campaign: int = 3
+    events: int = 200_000  # approximate number of clean tracking events
+    base_weekly_revenue: float = 110_000.0  # national baseline revenue, USD
+    average_order_value: float = 80.0
+    trend_per_year: float = 0.06
+    seasonality_amplitude: float = 0.15
+    promo_effect: float = 0.12  # relative lift of baseline revenue on promotion days
+    noise_sigma: float = 0.03  # multiplicative weekly noise on expected revenue per geo
+    channel_truth: dict[str, ChannelTruth] = field(default_factory=lambda: dict(DEFAULT_CHANNEL_TRUTH))
+    experiments: tuple[ExperimentPlan, ...] = (
+        ExperimentPlan("social", start_week=70, weeks=6, n_treatment_geos=3),
+        ExperimentPlan("tv", start_week=86, weeks=6, n_treatment_geos=3),
+    )
+    dirt: DirtRates = field(default_factory=DirtRates)
+    meta_account_currency: str = "EUR"
+
+    def __post_init__(self) -> None:
+        if self.start_date.weekday() != 0:
+            raise ValueError(f"start_date must be a Monday, got {self.start_date:%A %Y-%m-%d}")
+        if not 1 <= self.geos <= len(GEO_CODES):
+            raise ValueError(f"geos must be between 1 and {len(GEO_CODES)}, got {self.geos}")
+        if self.weeks < 2:
+            raise ValueError("weeks must be at least 2")
+        unknown = [c for c in self.channels if c not in CHANNEL_PLATFORM]
+        if unknown:
+            raise ValueError(f"unknown channels {unknown}; known: {sorted(CHANNEL_PLATFORM)}")
+        missing = [c for c in self.channels if c not in self.channel_truth]
+        if missing:
+            raise ValueError(f"no true parameters for channels {missing}")
+        for exp in self.active_experiments():
+            if exp.n_treatment_geos >= self.geos:
+                raise ValueError(f"experiment on {exp.channel} needs more geos than {self.geos}")
+
+    @property
+    def geo_codes(self) -> tuple[str, ...]:
+        return GEO_CODES[: self.geos]
+
+    @property
+    def days(self) -> int:
+        return self.weeks * 7
+
+    def active_experiments(self) -> tuple[ExperimentPlan, ...]:
+        return tuple(
+            e
+            for e in self.experiments
+            if e.channel in self.channels and e.start_week + e.weeks <= self.weeks
+        )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["start_date"] = self.start_date.isoformat()
+        return d

@@ -1,0 +1,767 @@
+"""Turn a simulated market into landing files, the way real sources deliver them, plus truth.json.
+
+Layout under the output folder:
+    landing/events/date=YYYY-MM-DD/events.jsonl   web and app tracking events, by arrival day (UTC)
+    landing/google_ads/ad_performance_YYYY-MM.csv  Google-Ads-like report, cost in micros
+    landing/meta_ads/insights_YYYY-MM.json         Meta-like insights, spend as strings in EUR
+    landing/offline_media/spend_YYYY-MM.csv        agency invoices for tv and email
+    landing/crm/orders_YYYY-MM.csv                 CRM orders, some in EUR and GBP
+    landing/reference/{campaigns,creatives,experiments,promotions}.csv
+    landing/fx/fx_rates.csv                        daily USD value of each currency
+    truth.json                                     every true parameter and every injected flaw
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models.privacy import consent
+from models.simulation.config import (
+    CHANNEL_PLATFORM,
+    DEFAULT_UTC_OFFSET_HOURS,
+    GEO_UTC_OFFSET_HOURS,
+    SimulationConfig,
+)
+from models.simulation.market import (
+    ADSTOCK_L_MAX,
+    build_market,
+    calibrate_beta,
+    experiment_truth,
+    marginal_roas,
+)
+
+TRUTH_FILE = "truth.json"
+LANDING_DIR = "landing"
+
+_ACCOUNTS = {"google_ads": "4815162342", "meta": "1029384756", "offline": "agency-hmg"}
+_CURRENCY_DEFAULT_RATE = {"USD": 1.0, "EUR": 1.08, "GBP": 1.27}
+_CPM = {"search": 45.0, "social": 9.0, "display": 3.5, "video": 12.0}
+_CTR = {"search": 0.045, "social": 0.012, "display": 0.0035, "video": 0.006}
+_CVR = {"search": 0.05, "social": 0.025, "display": 0.012, "video": 0.015}
+_CLICK_WEIGHT = {"search": 3.0, "social": 1.5, "display": 0.4, "video": 0.5, "email": 1.5, "tv": 0.0}
+_UTM = {
+    "search": ("google", "cpc"),
+    "display": ("google", "display"),
+    "video": ("youtube", "video"),
+    "social": ("facebook", "paid_social"),
+    "email": ("newsletter", "email"),
+}
+_SPEND_DOW = np.array([1.05, 1.05, 1.0, 1.0, 0.98, 0.96, 0.96])
+_REVENUE_DOW = np.array([0.95, 0.93, 0.94, 0.98, 1.05, 1.1, 1.05])
+_HEADLINES = {
+    "search": ["Trail Shoes, 210 g Light", "Run Farther in Comfort", "Free Returns on Runners"],
+    "social": ["Meet the Northwind Tempo", "Your next PR starts here", "Built for early miles"],
+    "display": ["Northwind Running", "Lighter. Faster. Yours.", "New season, new pace"],
+    "video": ["The Tempo, in motion", "Made for the long run", "Run the city"],
+    "tv": ["Every mile, Northwind", "Run your way", "The long run, made easy"],
+    "email": ["Your weekly running picks", "New arrivals for your run", "A gift for your next mile"],
+}
+_BODIES = [
+    "Cushioned, breathable and 210 g per shoe. Free returns within 30 days.",
+    "Recycled mesh upper and a grippy outsole. Sizes 36 to 48.",
+    "Join 40,000 runners who switched this year. Ships in 2 days.",
+]
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    out_dir: Path
+    landing_dir: Path
+    truth_path: Path
+    truth: dict
+
+
+def _fmt_ts(epoch_s: np.ndarray, offset_h: np.ndarray) -> list[str]:
+    """ISO 8601 local timestamps with their UTC offset, e.g. 2024-01-01T09:15:02-05:00."""
+    local = pd.to_datetime(epoch_s + offset_h * 3600, unit="s").strftime("%Y-%m-%dT%H:%M:%S")
+    sign = np.where(offset_h < 0, "-", "+")
+    hours = np.abs(offset_h).astype(int)
+    suffix = [f"{s}{h:02d}:00" for s, h in zip(sign, hours, strict=True)]
+    return [a + b for a, b in zip(local, suffix, strict=True)]
+
+
+def _hex_ids(rng: np.random.Generator, n: int, prefix: str = "", nbytes: int = 8) -> np.ndarray:
+    raw = rng.integers(0, 2**63, size=(n, max(1, nbytes // 8)), dtype=np.int64)
+    return np.array([prefix + "".join(f"{v:016x}" for v in row) for row in raw], dtype=object)
+
+
+def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> SimulationResult:
+    """Generate one simulated advertiser into `out_dir` and return its truth."""
+    out_dir = Path(out_dir)
+    landing = out_dir / LANDING_DIR
+    landing.mkdir(parents=True, exist_ok=True)
+    seeds = np.random.SeedSequence(config.seed).spawn(8)
+    r_market, r_leaf, r_orders, r_users, r_events, r_dirt, r_fx, r_perf = (
+        np.random.default_rng(s) for s in seeds
+    )
+
+    W, G = config.weeks, config.geos
+    channels = config.channels
+    geos = config.geo_codes
+    days = [config.start_date + timedelta(days=d) for d in range(config.days)]
+    D = len(days)
+    log(f"simulating {W} weeks x {G} geos x {len(channels)} channels (seed {config.seed})")
+
+    market = build_market(config, r_market)
+    weekly_actual = market.actual_spend()
+
+    # --- campaigns and creatives --------------------------------------------------------------
+    campaigns, creatives = [], []
+    next_id = {"google_ads": 21_000_000_000, "meta": 23_851_000_000_000, "offline": 1}
+    for ch in channels:
+        platform = CHANNEL_PLATFORM[ch]
+        shares = r_leaf.dirichlet(np.full(config.campaigns_per_channel, 3.0))
+        for k in range(config.campaigns_per_channel):
+            if platform == "offline":
+                cid = f"{ch}-{next_id['offline']:03d}"
+            else:
+                cid = str(next_id[platform])
+            next_id[platform] += 1
+            campaigns.append(
+                {
+                    "campaign_id": cid,
+                    "platform": platform,
+                    "account_id": _ACCOUNTS[platform],
+                    "channel": ch,
+                    "campaign_name": f"{ch.title()} | {'Prospecting' if k % 2 == 0 else 'Retargeting'} {k + 1}",
+                    "objective": "conversions" if ch in ("search", "social", "email") else "awareness",
+                    "started_on": config.start_date.isoformat(),
+                    "_share": float(shares[k]),
+                }
+            )
+            cshares = r_leaf.dirichlet(np.full(config.creatives_per_campaign, 2.0))
+            for j in range(config.creatives_per_campaign):
+                if platform == "offline":
+                    crid = f"{cid}-cr{j + 1}"
+                else:
+                    crid = str(next_id[platform] * 10 + j)
+                ctr = _CTR.get(ch, 0.0) * float(r_leaf.lognormal(0, 0.3))
+                cvr = _CVR.get(ch, 0.0) * float(r_leaf.lognormal(0, 0.3))
+                creatives.append(
+                    {
+                        "creative_id": crid,
+                        "campaign_id": cid,
+                        "channel": ch,
+                        "headline": _HEADLINES[ch][j % 3],
+                        "body": _BODIES[(j + k) % 3],
+                        "launched_on": config.start_date.isoformat(),
+                        "_share": float(cshares[j]),
+                        "_ctr": ctr,
+                        "_cvr": cvr,
+                    }
+                )
+            next_id[platform] += 1
+
+    # --- daily spend at leaf grain (creative x geo x day; campaign for offline), in cents ------
+    log("allocating spend to days, campaigns and creatives")
+    dow = np.tile(np.arange(7), W)
+    week_of_day = np.repeat(np.arange(W), 7)
+    leaves = []  # (channel index, campaign, creative or None, share within channel)
+    for c, ch in enumerate(channels):
+        for camp in (x for x in campaigns if x["channel"] == ch):
+            if CHANNEL_PLATFORM[ch] == "offline":
+                leaves.append((c, camp, None, camp["_share"]))
+            else:
+                for cr in (x for x in creatives if x["campaign_id"] == camp["campaign_id"]):
+                    leaves.append((c, camp, cr, camp["_share"] * cr["_share"]))
+    dow_noise = r_leaf.gamma(50.0, 1.0, size=(W, G, len(channels), 7)) * _SPEND_DOW
+    dow_w = dow_noise / dow_noise.sum(axis=3, keepdims=True)
+    daily = weekly_actual[week_of_day] * dow_w[week_of_day, :, :, dow]  # [D, G, C]
+    leaf_cents = np.stack(
+        [np.round(daily[:, :, c] * share * 100) for (c, _, _, share) in leaves], axis=2
+    ).astype(np.int64)  # [D, G, L]
+    weekly_rounded = np.zeros_like(weekly_actual)
+    for li, (c, *_rest) in enumerate(leaves):
+        weekly_rounded[:, :, c] += leaf_cents[:, :, li].reshape(W, 7, G).sum(axis=1) / 100.0
+
+    calibrate_beta(market, weekly_rounded)
+    contribution = market.response(weekly_rounded)
+    expected = market.baseline + contribution.sum(axis=2)
+    realized_expected = expected * market.noise
+
+    # --- FX --------------------------------------------------------------------------------------
+    fx = {}
+    for cur, base in _CURRENCY_DEFAULT_RATE.items():
+        if cur == "USD":
+            fx[cur] = np.ones(D)
+        else:
+            walk = np.cumsum(r_fx.normal(0, 0.003, D))
+            fx[cur] = np.round(base * np.exp(walk - walk.mean() * 0), 6)
+    fx_rows = [
+        {"date": days[d].isoformat(), "currency": cur, "usd_per_unit": f"{fx[cur][d]:.6f}"}
+        for d in range(D)
+        for cur in fx
+    ]
+
+    # --- users -----------------------------------------------------------------------------------
+    log("drawing users and consent")
+    n_users = max(50 * G, config.events // 12)
+    user_geo = r_users.choice(G, size=n_users, p=market.geo_share)
+    consent_rate = r_users.uniform(0.55, 0.9, G)
+    u = r_users.random(n_users)
+    full = u < consent_rate[user_geo]
+    measurement_only = (~full) & (u < consent_rate[user_geo] + 0.1)
+    no_cmp = (~full) & (~measurement_only) & (r_users.random(n_users) < 0.1)
+    created = datetime.combine(config.start_date, datetime.min.time(), tzinfo=UTC)
+    profiles = {
+        "full": consent.encode({1, 3, 4, 7, 9}, created=created, vendor_consents=(1, 755)),
+        "measurement_only": consent.encode({1, 7}, created=created),
+        "denied": consent.encode(set(), created=created),
+    }
+    user_consent = np.where(
+        full, profiles["full"], np.where(measurement_only, profiles["measurement_only"], profiles["denied"])
+    ).astype(object)
+    user_consent[no_cmp] = None
+    user_measured = full | measurement_only
+    anon_ids = _hex_ids(r_users, n_users, "a-", 16)
+    logged_in = r_users.random(n_users) < 0.4
+    user_ids = np.array([f"U{i:08d}" if li else None for i, li in enumerate(logged_in)], dtype=object)
+    emails = np.array(
+        [f"runner{i}@example.com" if li else None for i, li in enumerate(logged_in)], dtype=object
+    )
+    ips = np.array([f"203.0.{i % 250}.{(i // 250) % 250 + 1}" for i in range(n_users)], dtype=object)
+    devices = r_users.choice(np.array(["desktop", "mobile", "tablet"], dtype=object), n_users, p=[0.4, 0.5, 0.1])
+    platforms = np.where((devices != "desktop") & (r_users.random(n_users) < 0.4), "app", "web").astype(object)
+    users_by_geo = [np.flatnonzero(user_geo == g) for g in range(G)]
+    for g in range(G):
+        if len(users_by_geo[g]) == 0:
+            users_by_geo[g] = np.array([int(r_users.integers(n_users))])
+
+    # --- CRM orders ------------------------------------------------------------------------------
+    log("generating CRM orders")
+    rev_dow = _REVENUE_DOW / _REVENUE_DOW.sum()
+    daily_rev = realized_expected[week_of_day] * rev_dow[dow][:, None]  # [D, G]
+    n_orders = r_orders.poisson(daily_rev / config.average_order_value)
+    o_day, o_geo = np.nonzero(n_orders)
+    o_count = n_orders[o_day, o_geo]
+    o_day = np.repeat(o_day, o_count)
+    o_geo = np.repeat(o_geo, o_count)
+    N = len(o_day)
+    sigma = 0.35
+    o_usd = np.round(config.average_order_value * r_orders.lognormal(-(sigma**2) / 2, sigma, N), 2)
+    o_cur = np.where(
+        r_orders.random(N) < config.dirt.foreign_currency_orders,
+        r_orders.choice(np.array(["EUR", "GBP"], dtype=object), N),
+        "USD",
+    ).astype(object)
+    o_rate = np.select([o_cur == "EUR", o_cur == "GBP"], [fx["EUR"][o_day], fx["GBP"][o_day]], 1.0)
+    o_amount = np.round(o_usd / o_rate, 2)
+    day0 = datetime.combine(config.start_date, datetime.min.time(), tzinfo=UTC).timestamp()
+    o_epoch = day0 + o_day * 86400 + r_orders.integers(0, 86400, N)
+    o_user = np.array([users_by_geo[g][int(r_orders.integers(len(users_by_geo[g])))] for g in o_geo])
+    offsets = np.array([GEO_UTC_OFFSET_HOURS.get(g, DEFAULT_UTC_OFFSET_HOURS) for g in geos])
+    orders = pd.DataFrame(
+        {
+            "order_id": [f"ORD-{i + 1:08d}" for i in range(N)],
+            "customer_id": user_ids[o_user],
+            "email": emails[o_user],
+            "ordered_at": _fmt_ts(o_epoch, offsets[o_geo]),
+            "geo": np.array(geos, dtype=object)[o_geo],
+            "currency": o_cur,
+            "order_total": o_amount,
+            "status": "completed",
+            "_day": o_day,
+        }
+    )
+    n_cancel = int(N * 0.02)
+    cancel = orders.sample(n=n_cancel, random_state=int(r_orders.integers(2**31))).copy()
+    cancel["order_id"] = [f"ORD-C{i + 1:07d}" for i in range(n_cancel)]
+    cancel["status"] = "cancelled"
+    completed_reporting = float((o_amount * o_rate).sum())
+    orders = pd.concat([orders, cancel], ignore_index=True).sort_values(["_day", "ordered_at"], kind="stable")
+
+    # --- tracking events -------------------------------------------------------------------------
+    log(f"generating ~{config.events:,} tracking events")
+    events = _tracking_events(
+        config, r_events, geos, days, day0, offsets, campaigns, creatives, orders[orders.status == "completed"],
+        o_user, o_epoch, o_usd, o_cur, o_amount, user_geo, anon_ids, user_ids, emails, ips, devices,
+        platforms, user_consent, market.geo_share,
+    )  # fmt: skip
+
+    # --- ad platform reports -----------------------------------------------------------------
+    log("writing ad platform reports")
+    perf_rows = _performance_rows(config, r_perf, leaves, leaf_cents, geos)
+
+    # --- write landing files, injecting dirt -------------------------------------------------------
+    dirt_counts = {}
+    dirt_counts["tracking_events"] = _write_events(events, landing, days, config, r_dirt, log)
+    spend_truth, dirt_counts["google_ads"], dirt_counts["meta_ads"], dirt_counts["offline_media"] = (
+        _write_spend(perf_rows, landing, config, r_dirt, fx)
+    )
+    _write_monthly_csv(orders.drop(columns=["_day"]), orders["_day"].to_numpy(), days, landing / "crm", "orders")
+    ref = landing / "reference"
+    ref.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame([{k: v for k, v in c.items() if not k.startswith("_")} for c in campaigns]).to_csv(
+        ref / "campaigns.csv", index=False
+    )
+    pd.DataFrame([{k: v for k, v in c.items() if not k.startswith("_")} for c in creatives]).to_csv(
+        ref / "creatives.csv", index=False
+    )
+    exp_truth = experiment_truth(market, weekly_rounded)
+    exp_rows, exp_true = [], []
+    for e in exp_truth:
+        plan = e["plan"]
+        treat = [geos[g] for g in market.treatment_geos[e["index"]]]
+        control = [g for g in geos if g not in treat]
+        start = config.start_date + timedelta(weeks=plan.start_week)
+        end = start + timedelta(weeks=plan.weeks) - timedelta(days=1)
+        eid = f"EXP-{e['index'] + 1:03d}"
+        exp_rows.append(
+            {
+                "experiment_id": eid,
+                "channel": plan.channel,
+                "design": "geo_holdout",
+                "treatment_geos": ";".join(treat),
+                "control_geos": ";".join(control),
+                "start_date": start.isoformat(),
+                "end_date": end.isoformat(),
+                "status": "completed",
+                "hypothesis": f"Pausing {plan.channel} in {len(treat)} geos for {plan.weeks} weeks lowers revenue",
+            }
+        )
+        exp_true.append(
+            {
+                "experiment_id": eid,
+                "channel": plan.channel,
+                "treatment_geos": treat,
+                "control_geos": control,
+                "start_date": start.isoformat(),
+                "end_date": end.isoformat(),
+                "true_incremental_revenue": e["incremental_revenue"],
+                "true_counterfactual_revenue": e["counterfactual_revenue"],
+                "true_lift_pct": e["lift_pct"],
+            }
+        )
+    pd.DataFrame(
+        exp_rows,
+        columns=["experiment_id", "channel", "design", "treatment_geos", "control_geos", "start_date",
+                 "end_date", "status", "hypothesis"],
+    ).to_csv(ref / "experiments.csv", index=False)  # fmt: skip
+    promos = []
+    for w in np.flatnonzero(market.promo_days):
+        start = config.start_date + timedelta(weeks=int(w))
+        promos.append(
+            {
+                "promo_id": f"PROMO-{len(promos) + 1:03d}",
+                "name": f"Runner's week {len(promos) + 1}",
+                "start_date": start.isoformat(),
+                "end_date": (start + timedelta(days=int(market.promo_days[w]) - 1)).isoformat(),
+                "discount_pct": 15.0,
+            }
+        )
+    pd.DataFrame(promos, columns=["promo_id", "name", "start_date", "end_date", "discount_pct"]).to_csv(
+        ref / "promotions.csv", index=False
+    )
+    (landing / "fx").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(fx_rows).to_csv(landing / "fx" / "fx_rates.csv", index=False)
+
+    # --- truth -------------------------------------------------------------------------------------
+    contrib_total = contribution.sum(axis=(0, 1))
+    m_roas = marginal_roas(market, weekly_rounded)
+    truth = {
+        "generator": "adloop.models.simulation",
+        "config": config.to_dict(),
+        "reporting_currency": "USD",
+        "geos": list(geos),
+        "geo_share": dict(zip(geos, map(float, market.geo_share), strict=True)),
+        "consent_rate_full": dict(zip(geos, map(float, consent_rate), strict=True)),
+        "users": {
+            "total": int(n_users),
+            "with_measurement_consent": int(user_measured.sum()),
+            "without_consent_string": int(no_cmp.sum()),
+        },
+        "channels": {
+            ch: {
+                "platform": CHANNEL_PLATFORM[ch],
+                "true_roas": float(contrib_total[c] / weekly_rounded[:, :, c].sum())
+                if weekly_rounded[:, :, c].sum() > 0
+                else 0.0,
+                "true_marginal_roas": float(m_roas[c]),
+                "true_contribution": float(contrib_total[c]),
+                "spend_usd": float(weekly_rounded[:, :, c].sum()),
+                "spend_reported_usd": spend_truth[ch],
+                "adstock": {"type": "geometric", "alpha": config.channel_truth[ch].adstock_alpha,
+                            "l_max": ADSTOCK_L_MAX, "normalize": False},
+                "saturation": {"type": "logistic", "lambda": config.channel_truth[ch].saturation_lambda,
+                               "input": "adstocked spend / (geo_share * kappa)", "kappa": float(market.kappa[c]),
+                               "beta": float(market.beta[c])},
+            }  # fmt: skip
+            for c, ch in enumerate(channels)
+        },
+        "baseline_revenue": float(market.baseline.sum()),
+        "expected_revenue": float(expected.sum()),
+        "revenue_completed_reporting_usd": completed_reporting,
+        "promo_effect": config.promo_effect,
+        "experiments": exp_true,
+        "creatives": {
+            cr["creative_id"]: {"campaign_id": cr["campaign_id"], "channel": cr["channel"], "ctr": cr["_ctr"],
+                                "cvr": cr["_cvr"]}
+            for cr in creatives
+        },  # fmt: skip
+        "counts": {
+            "orders_completed": int(N),
+            "orders_cancelled": int(n_cancel),
+            "events_unique": int(len(events)),
+            "days": D,
+        },
+        "dirt": dirt_counts,
+        "expected_quarantine": {
+            "tracking_events": dirt_counts["tracking_events"]["malformed_lines"],
+            "google_ads": dirt_counts["google_ads"]["negative_spend_rows"]
+            + dirt_counts["google_ads"]["missing_spend_rows"],
+            "meta_ads": dirt_counts["meta_ads"]["negative_spend_rows"] + dirt_counts["meta_ads"]["missing_spend_rows"],
+            "offline_media": dirt_counts["offline_media"]["negative_spend_rows"]
+            + dirt_counts["offline_media"]["missing_spend_rows"],
+        },
+    }
+    truth_path = out_dir / TRUTH_FILE
+    truth_path.write_text(json.dumps(truth, indent=2, sort_keys=True, default=str) + "\n")
+    log(f"wrote {truth_path}")
+    return SimulationResult(out_dir=out_dir, landing_dir=landing, truth_path=truth_path, truth=truth)
+
+
+def _month_keys(day_idx: np.ndarray, days: list[date]) -> np.ndarray:
+    months = np.array([d.strftime("%Y-%m") for d in days], dtype=object)
+    return months[day_idx]
+
+
+def _write_monthly_csv(df: pd.DataFrame, day_idx: np.ndarray, days: list[date], folder: Path, stem: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    months = _month_keys(day_idx, days)
+    for month in sorted(set(months)):
+        df[months == month].to_csv(folder / f"{stem}_{month}.csv", index=False)
+
+
+def _tracking_events(
+    config, rng, geos, days, day0, offsets, campaigns, creatives, orders_done, o_user, o_epoch, o_usd, o_cur,
+    o_amount, user_geo, anon_ids, user_ids, emails, ips, devices, platforms, user_consent, geo_share,
+) -> pd.DataFrame:  # fmt: skip
+    """Sessions of page views, ad clicks and purchases; a sample of CRM orders is tracked."""
+    E, D = config.events, len(days)
+    N = len(o_user)
+    n_track = min(int(0.8 * N), int(0.35 * E / 4.55))
+    n_browse = max(0, int((E - n_track * 4.55) / 2.3))
+    order_idx = np.sort(rng.choice(N, size=n_track, replace=False)) if n_track else np.zeros(0, int)
+    n_users = len(user_geo)
+
+    # Ad click sources: digital channels, weighted by how many clicks each drives.
+    click_channels = [ch for ch in config.channels if _CLICK_WEIGHT.get(ch, 0) > 0]
+    w = np.array([_CLICK_WEIGHT[ch] * config.channel_truth[ch].weekly_spend for ch in click_channels])
+    by_channel = {
+        ch: (
+            [c for c in campaigns if c["channel"] == ch],
+            {c["campaign_id"]: [x for x in creatives if x["campaign_id"] == c["campaign_id"]] for c in campaigns},
+        )
+        for ch in click_channels
+    }
+
+    S = n_track + n_browse
+    s_conv = np.zeros(S, bool)
+    s_conv[:n_track] = True
+    users_browse = rng.choice(n_users, size=n_browse)
+    s_user = np.concatenate([o_user[order_idx], users_browse]).astype(int)
+    s_gap = rng.integers(15, 200, S)
+    s_click = rng.random(S) < np.where(s_conv, 0.55, 0.5)
+    s_pages = np.where(s_conv, 4, rng.choice([1, 2, 3], S, p=[0.5, 0.3, 0.2]))
+    s_count = s_click.astype(int) + s_pages
+    browse_day = rng.integers(0, D, n_browse)
+    browse_start = day0 + browse_day * 86400 + rng.integers(0, 86400 - 1200, n_browse)
+    conv_start = o_epoch[order_idx] - (s_count[:n_track] - 1) * s_gap[:n_track]
+    s_start = np.concatenate([conv_start, browse_start])
+    s_ids = _hex_ids(rng, S, "s-", 8)
+
+    # Per-session click attribution.
+    s_channel = np.full(S, -1)
+    s_channel[s_click] = rng.choice(len(click_channels), size=int(s_click.sum()), p=w / w.sum()) if len(w) else -1
+    s_campaign = np.full(S, None, dtype=object)
+    s_creative = np.full(S, None, dtype=object)
+    s_campaign_name = np.full(S, None, dtype=object)
+    for k, ch in enumerate(click_channels):
+        idx = np.flatnonzero(s_channel == k)
+        camps, crs = by_channel[ch]
+        shares = np.array([c["_share"] for c in camps])
+        pick = rng.choice(len(camps), size=len(idx), p=shares / shares.sum())
+        for j, camp in enumerate(camps):
+            sel = idx[pick == j]
+            s_campaign[sel] = camp["campaign_id"]
+            s_campaign_name[sel] = camp["campaign_name"]
+            cr_list = crs[camp["campaign_id"]]
+            cr_shares = np.array([c["_share"] for c in cr_list])
+            s_creative[sel] = np.array([c["creative_id"] for c in cr_list], dtype=object)[
+                rng.choice(len(cr_list), size=len(sel), p=cr_shares / cr_shares.sum())
+            ]
+
+    # Expand sessions into events.
+    sess = np.repeat(np.arange(S), s_count)
+    first = np.repeat(np.cumsum(s_count) - s_count, s_count)
+    pos = np.arange(len(sess)) - first
+    click = s_click[sess]
+    page_pos = pos - click.astype(int)
+    types = np.array(["page_view", "product_view", "add_to_cart", "purchase"], dtype=object)
+    etype = np.where(click & (pos == 0), "ad_click", types[np.clip(page_pos, 0, 3)]).astype(object)
+    epoch = s_start[sess] + pos * s_gap[sess]
+    user = s_user[sess]
+    is_click = etype == "ad_click"
+    is_purchase = etype == "purchase"
+    n_ev = len(sess)
+
+    ch_names = np.array([*click_channels, None], dtype=object)[np.where(s_channel[sess] >= 0, s_channel[sess], -1)]
+    utm_source = np.full(n_ev, None, dtype=object)
+    utm_medium = np.full(n_ev, None, dtype=object)
+    click_id = np.full(n_ev, None, dtype=object)
+    for ch, (src, med) in _UTM.items():
+        m = is_click & (ch_names == ch)
+        utm_source[m] = src
+        utm_medium[m] = med
+        if CHANNEL_PLATFORM.get(ch) in ("google_ads", "meta"):
+            prefix = "Cj0KCQ" if CHANNEL_PLATFORM[ch] == "google_ads" else "IwAR"
+            click_id[m] = _hex_ids(rng, int(m.sum()), prefix, 16)
+    order_of_event = np.full(n_ev, -1)
+    order_of_event[is_purchase] = order_idx[sess[is_purchase]]
+    order_ids = orders_done["order_id"].to_numpy()
+    revenue = np.full(n_ev, np.nan)
+    revenue[is_purchase] = o_amount[order_of_event[is_purchase]]
+    currency = np.full(n_ev, None, dtype=object)
+    currency[is_purchase] = o_cur[order_of_event[is_purchase]]
+    order_col = np.full(n_ev, None, dtype=object)
+    order_col[is_purchase] = order_ids[order_of_event[is_purchase]]
+    carries_email = is_purchase | (etype == "add_to_cart")
+    page_url = np.select(
+        [is_click, etype == "page_view", etype == "product_view", etype == "add_to_cart"],
+        ["https://shop.northwind.example/?utm=1", "https://shop.northwind.example/",
+         "https://shop.northwind.example/products/tempo", "https://shop.northwind.example/cart"],
+        "https://shop.northwind.example/checkout/complete",
+    )  # fmt: skip
+    geo_arr = np.array(geos, dtype=object)
+    g = user_geo[user]
+    df = pd.DataFrame(
+        {
+            "event_id": _hex_ids(rng, n_ev, "", 16),
+            "event_type": etype,
+            "event_ts": _fmt_ts(epoch, offsets[g]),
+            "anonymous_id": anon_ids[user],
+            "user_id": user_ids[user],
+            "session_id": s_ids[sess],
+            "platform": platforms[user],
+            "page_url": page_url,
+            "utm_source": utm_source,
+            "utm_medium": utm_medium,
+            "utm_campaign": np.where(is_click, s_campaign_name[sess], None),
+            "click_id": click_id,
+            "campaign_id": np.where(is_click, s_campaign[sess], None),
+            "creative_id": np.where(is_click, s_creative[sess], None),
+            "geo": geo_arr[g],
+            "device": devices[user],
+            "revenue": revenue,
+            "currency": currency,
+            "order_id": order_col,
+            "consent_string": user_consent[user],
+            "email": np.where(carries_email, emails[user], None),
+            "ip": ips[user],
+        }
+    )
+    df["_day"] = np.clip(((epoch - day0) // 86400).astype(int), 0, D - 1)
+    return df.sort_values(["_day", "event_ts"], kind="stable").reset_index(drop=True)
+
+
+def _write_events(events: pd.DataFrame, landing: Path, days, config, rng, log) -> dict:
+    """One JSON Lines file per arrival day, with duplicates, late arrivals and broken lines."""
+    D = len(days)
+    dirt = config.dirt
+    n = len(events)
+    arrival = events["_day"].to_numpy().copy()
+    late = rng.random(n) < dirt.late_events
+    delay = rng.integers(1, 4, n)
+    late &= arrival + delay <= D - 1
+    arrival[late] += delay[late]
+    lines = events.drop(columns=["_day"]).to_json(orient="records", lines=True).splitlines()
+    lines = np.array(lines, dtype=object)
+    extra = rng.random(n) < dirt.extra_field_events
+    lines[extra] = [s[:-1] + ',"sdk_debug":{"build":"7.3.1","queue":2}}' for s in lines[extra]]
+    dup = rng.random(n) < dirt.duplicate_events
+    broken = rng.random(n) < dirt.malformed_lines
+
+    order = np.argsort(arrival, kind="stable")
+    bounds = np.searchsorted(arrival[order], np.arange(D + 1))
+    root = landing / "events"
+    for d in range(D):
+        idx = order[bounds[d] : bounds[d + 1]]
+        out: list[str] = []
+        for i in idx:
+            s = lines[i]
+            out.append(s)
+            if dup[i]:
+                out.append(s)  # a tracker retry: the same event, byte for byte
+            if broken[i]:
+                cut = int(rng.integers(10, max(11, len(s) - 2)))
+                out.append(s[:cut])  # a write cut short; the full event is still delivered
+        folder = root / f"date={days[d].isoformat()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "events.jsonl").write_text("\n".join(out) + ("\n" if out else ""))
+        if d % 90 == 0:
+            log(f"  events: day {d + 1}/{D}")
+    return {
+        "events_written": int(n),
+        "duplicate_lines": int(dup.sum()),
+        "late_events": int(late.sum()),
+        "malformed_lines": int(broken.sum()),
+        "extra_field_events": int(extra.sum()),
+        "lines_total": int(n + dup.sum() + broken.sum()),
+    }
+
+
+def _performance_rows(config, rng, leaves, leaf_cents, geos) -> dict[str, pd.DataFrame]:
+    """Leaf rows (creative or campaign x geo x day) per platform, with delivery metrics."""
+    D, G, _ = leaf_cents.shape
+    day_idx = np.repeat(np.arange(D), G)
+    geo_idx = np.tile(np.arange(G), D)
+    frames: dict[str, list[pd.DataFrame]] = {"google_ads": [], "meta": [], "offline": []}
+    for li, (c, camp, cr, _share) in enumerate(leaves):
+        ch = config.channels[c]
+        platform = CHANNEL_PLATFORM[ch]
+        cents = leaf_cents[:, :, li].reshape(-1)
+        base = {
+            "_day": day_idx,
+            "_geo": np.array(geos, dtype=object)[geo_idx],
+            "_cents": cents,
+            "_channel": ch,
+            "campaign": camp,
+            "creative_id": cr["creative_id"] if cr else None,
+        }
+        if platform != "offline":
+            impressions = rng.poisson(cents / 100.0 / _CPM[ch] * 1000)
+            clicks = rng.binomial(impressions, min(cr["_ctr"], 1.0))
+            conversions = rng.binomial(clicks, min(cr["_cvr"], 1.0))
+            value = np.round(conversions * config.average_order_value * rng.lognormal(0, 0.2, len(cents)), 2)
+            base.update(impressions=impressions, clicks=clicks, conversions=conversions, value=value)
+        frame = pd.DataFrame({k: v for k, v in base.items() if k != "campaign"})
+        frame = frame.assign(campaign_id=camp["campaign_id"], campaign_name=camp["campaign_name"])
+        frames[platform].append(frame[frame["_cents"] > 0])  # platforms omit days without delivery
+    return {k: pd.concat(v, ignore_index=True) for k, v in frames.items() if v}
+
+
+def _inject_spend_dirt(df: pd.DataFrame, column: str, rng, rate_neg: float, rate_missing: float, negate):
+    """Append copies of random rows with negative or missing spend; they must be quarantined."""
+    n_neg = int(round(len(df) * rate_neg))
+    n_miss = int(round(len(df) * rate_missing))
+    neg = df.iloc[rng.choice(len(df), n_neg, replace=False)].copy() if n_neg else df.iloc[:0].copy()
+    neg[column] = [negate(v) for v in neg[column]]
+    miss = df.iloc[rng.choice(len(df), n_miss, replace=False)].copy() if n_miss else df.iloc[:0].copy()
+    miss[column] = None
+    out = pd.concat([df, neg, miss], ignore_index=True).sort_values("_day", kind="stable")
+    return out, {"negative_spend_rows": n_neg, "missing_spend_rows": n_miss}
+
+
+def _write_spend(perf: dict[str, pd.DataFrame], landing: Path, config, rng, fx):
+    days = [config.start_date + timedelta(days=d) for d in range(config.days)]
+    day_iso = np.array([d.isoformat() for d in days], dtype=object)
+    spend_truth = dict.fromkeys(config.channels, 0.0)
+    dirt = config.dirt
+    counts = {}
+    for platform in ("google_ads", "meta", "offline"):
+        key = {"google_ads": "google_ads", "meta": "meta_ads", "offline": "offline_media"}[platform]
+        counts[key] = {"negative_spend_rows": 0, "missing_spend_rows": 0}
+        if platform not in perf:
+            continue
+        df = perf[platform]
+        if platform == "google_ads":
+            out = pd.DataFrame(
+                {
+                    "segments.date": day_iso[df["_day"]],
+                    "customer.id": _ACCOUNTS["google_ads"],
+                    "customer.currency_code": "USD",
+                    "campaign.id": df["campaign_id"],
+                    "campaign.name": df["campaign_name"],
+                    "ad_group.id": df["campaign_id"].astype(str) + "1",
+                    "ad_group_ad.ad.id": df["creative_id"],
+                    "segments.geo_target_region": df["_geo"],
+                    "metrics.cost_micros": (df["_cents"] * 10_000).astype("int64").astype(object),
+                    "metrics.impressions": df["impressions"],
+                    "metrics.clicks": df["clicks"],
+                    "metrics.conversions": df["conversions"].astype(float),
+                    "metrics.conversions_value": df["value"],
+                    "_day": df["_day"],
+                }
+            )
+            for ch, v in (df.groupby("_channel")["_cents"].sum() / 100.0).items():
+                spend_truth[ch] += float(v)
+            out, counts[key] = _inject_spend_dirt(
+                out, "metrics.cost_micros", rng, dirt.negative_spend_rows, dirt.missing_spend_rows, lambda v: -int(v)
+            )
+            _write_monthly_csv(out.drop(columns="_day"), out["_day"].to_numpy(), days, landing / "google_ads",
+                               "ad_performance")  # fmt: skip
+        elif platform == "meta":
+            cur = config.meta_account_currency
+            rate = fx[cur][df["_day"].to_numpy()]
+            spend_str = [f"{c / 100.0 / r:.2f}" for c, r in zip(df["_cents"], rate, strict=True)]
+            reported = np.array([float(s) for s in spend_str]) * rate
+            for ch, v in pd.Series(reported).groupby(df["_channel"].to_numpy()).sum().items():
+                spend_truth[ch] += float(v)
+            value_str = [f"{v / r:.2f}" for v, r in zip(df["value"], rate, strict=True)]
+            out = pd.DataFrame(
+                {
+                    "date_start": day_iso[df["_day"]],
+                    "date_stop": day_iso[df["_day"]],
+                    "account_id": _ACCOUNTS["meta"],
+                    "account_currency": cur,
+                    "campaign_id": df["campaign_id"],
+                    "campaign_name": df["campaign_name"],
+                    "adset_id": df["campaign_id"].astype(str) + "01",
+                    "ad_id": df["creative_id"],
+                    "region": df["_geo"],
+                    "spend": spend_str,
+                    "impressions": df["impressions"].astype(str),
+                    "clicks": df["clicks"].astype(str),
+                    "_purchases": df["conversions"].astype(str),
+                    "_purchase_value": value_str,
+                    "_day": df["_day"],
+                }
+            )
+            out, counts[key] = _inject_spend_dirt(
+                out, "spend", rng, dirt.negative_spend_rows, dirt.missing_spend_rows, lambda v: "-" + v
+            )
+            folder = landing / "meta_ads"
+            folder.mkdir(parents=True, exist_ok=True)
+            months = _month_keys(out["_day"].to_numpy(), days)
+            for month in sorted(set(months)):
+                items = []
+                for rec in out[months == month].drop(columns="_day").to_dict("records"):
+                    purchases, value = rec.pop("_purchases"), rec.pop("_purchase_value")
+                    if rec["spend"] is None:
+                        del rec["spend"]  # Meta omits fields it has no value for
+                    if purchases != "0":
+                        rec["actions"] = [{"action_type": "purchase", "value": purchases}]
+                        rec["action_values"] = [{"action_type": "purchase", "value": value}]
+                    items.append(rec)
+                doc = {"data": items, "paging": {"cursors": {"before": "MAZDZD", "after": "MjQZD"}}}
+                (folder / f"insights_{month}.json").write_text(json.dumps(doc))
+        else:
+            out = pd.DataFrame(
+                {
+                    "date": day_iso[df["_day"]],
+                    "channel": df["_channel"],
+                    "geo": df["_geo"],
+                    "vendor": np.where(df["_channel"] == "tv", "Harbor Media Group", "Sendwell ESP"),
+                    "campaign_id": df["campaign_id"],
+                    "spend": [f"{c / 100.0:.2f}" for c in df["_cents"]],
+                    "currency": "USD",
+                    "_day": df["_day"],
+                }
+            )
+            for ch, v in (df.groupby("_channel")["_cents"].sum() / 100.0).items():
+                spend_truth[ch] += float(v)
+            out, counts[key] = _inject_spend_dirt(
+                out, "spend", rng, dirt.negative_spend_rows, dirt.missing_spend_rows, lambda v: "-" + v
+            )
+            _write_monthly_csv(out.drop(columns="_day"), out["_day"].to_numpy(), days, landing / "offline_media",
+                               "spend")  # fmt: skip
+    return spend_truth, counts["google_ads"], counts["meta_ads"], counts["offline_media"]
