@@ -34,7 +34,9 @@ def warehouse_path(path: str | os.PathLike | None = None) -> Path:
 
 
 @contextmanager
-def connect(path: str | os.PathLike | None = None, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(
+    path: str | os.PathLike | None = None, *, read_only: bool = False
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """A short-lived connection; DuckDB's file lock is released as soon as it closes.
 
     dbt runs in a subprocess and needs that lock, so nothing here keeps a connection open.

@@ -76,7 +76,9 @@ TRACKING_EVENTS = Contract(
     },
     required=("event_id", "event_type", "event_ts", "anonymous_id", "session_id", "geo"),
     rules=(
-        Rule("try_cast(event_ts as timestamptz) is not null", "event_ts is not an ISO 8601 timestamp"),
+        Rule(
+            "try_cast(event_ts as timestamptz) is not null", "event_ts is not an ISO 8601 timestamp"
+        ),
         Rule("revenue is null or revenue >= 0", "revenue is negative"),
     ),
     extra_lineage={"_received_date": "DATE"},
@@ -111,7 +113,10 @@ GOOGLE_ADS = Contract(
     ),
     rules=(
         Rule("metrics_cost_micros >= 0", "negative spend"),
-        Rule("coalesce(metrics_clicks, 0) <= coalesce(metrics_impressions, 0)", "clicks exceed impressions"),
+        Rule(
+            "coalesce(metrics_clicks, 0) <= coalesce(metrics_impressions, 0)",
+            "clicks exceed impressions",
+        ),
     ),
 )
 
@@ -134,7 +139,15 @@ META_ADS = Contract(
         "actions_purchase": "VARCHAR",
         "action_values_purchase": "VARCHAR",
     },
-    required=("date_start", "account_id", "account_currency", "campaign_id", "ad_id", "region", "spend"),
+    required=(
+        "date_start",
+        "account_id",
+        "account_currency",
+        "campaign_id",
+        "ad_id",
+        "region",
+        "spend",
+    ),
     rules=(
         Rule("try_cast(spend as decimal(18, 2)) is not null", "spend is not a number"),
         Rule("try_cast(spend as decimal(18, 2)) >= 0", "negative spend"),
@@ -172,7 +185,10 @@ CRM_ORDERS = Contract(
     },
     required=("order_id", "ordered_at", "geo", "currency", "order_total", "status"),
     rules=(
-        Rule("try_cast(ordered_at as timestamptz) is not null", "ordered_at is not an ISO 8601 timestamp"),
+        Rule(
+            "try_cast(ordered_at as timestamptz) is not null",
+            "ordered_at is not an ISO 8601 timestamp",
+        ),
         Rule("order_total >= 0", "negative order total"),
     ),
 )

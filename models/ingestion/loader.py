@@ -16,9 +16,10 @@ import duckdb
 import pyarrow as pa
 
 from models.ingestion.contracts import Contract
-from models.ingestion.sources import Candidate, Source, received_date
+from models.ingestion.sources import Rows, Source, received_date
 
 BATCH_LINES = 250_000
+INTEGER_TYPES = ("BIGINT", "INTEGER")
 QUARANTINE_TABLE = "quarantine.rejected_rows"
 MANIFEST_TABLE = "raw.load_manifest"
 
@@ -93,20 +94,21 @@ def file_hash(path: Path) -> str:
 
 
 def _json_fields_sql(contract: Contract) -> str:
-    """Pull each contract column out of a JSON line as text; unknown keys go to extra_fields."""
+    """Pull each contract column out of a JSON line as text; unknown keys go to extra_fields.
+
+    Each line is parsed once (`json_transform` into a struct); `->>` per column would re-parse.
+    """
     known = [c for c in contract.columns if c != "extra_fields"]
     known_list = "[" + ", ".join(f"'{c}'" for c in known) + "]"
-    cols = ",\n".join(
-        f"case when json_type(_j) = 'OBJECT' then nullif(trim(_j->>'{c}'), '') end as {c}" for c in known
-    )
+    structure = "{" + ", ".join(f'"{c}": "VARCHAR"' for c in known) + "}"
+    cols = ",\n".join(f"nullif(trim(_s.{c}), '') as {c}" for c in known)
     extra = ""
     if "extra_fields" in contract.columns:
+        # A merge patch with null for every known key leaves exactly the unknown ones.
+        drop_known = "{" + ", ".join(f'"{c}": null' for c in known) + "}"
         extra = f""",
-        case when json_type(_j) = 'OBJECT'
-              and len(list_filter(json_keys(_j), lambda k: not list_contains({known_list}, k))) > 0
-             then map_from_entries(list_transform(
-                    list_filter(json_keys(_j), lambda k: not list_contains({known_list}, k)),
-                    lambda k: {{'key': k, 'value': json_extract(_j, '$."' || k || '"')}}))::json::varchar
+        case when json_type(_j) = 'OBJECT' and _has_extra
+             then json_merge_patch(_j, '{drop_known}')::varchar
         end as extra_fields"""
     return f"""
         select _source_file, _line_number, _original, _received_date,
@@ -115,7 +117,11 @@ def _json_fields_sql(contract: Contract) -> str:
                  when json_type(_j) <> 'OBJECT' then 'JSON value is not an object'
             end as _err0,
             {cols}{extra}
-        from (select *, try_cast(_original as json) as _j from _candidates)
+        from (
+            select *, json_transform(_j, '{structure}') as _s,
+                   len(list_filter(json_keys(_j), lambda k: not list_contains({known_list}, k))) > 0 as _has_extra
+            from (select *, try_cast(_original as json) as _j from _candidates)
+        )
     """
 
 
@@ -125,18 +131,27 @@ def _classify_sql(contract: Contract, fields_sql: str) -> str:
     for col, typ in contract.columns.items():
         if typ == "VARCHAR":
             typed.append(col)
-        else:
-            typed.append(f"try_cast({col} as {typ}) as {col}")
-            checks.append(
-                f"case when _err0 is null and {col} is not null and try_cast({col} as {typ}) is null "
-                f"then '{col} is not a valid {typ.lower()}: ' || left({col}, 40) end"
-            )
+            continue
+        cast = f"try_cast({col} as {typ})"
+        if typ in INTEGER_TYPES:
+            # try_cast would round '12.5' and read '0x10' or '1_000'; only plain digits are integers.
+            cast = f"case when regexp_full_match({col}, '[+-]?[0-9]+') then {cast} end"
+        typed.append(f"{cast} as {col}")
+        checks.append(
+            f"case when _err0 is null and {col} is not null and {cast} is null "
+            f"then '{col} is not a valid {typ.lower()}: ' || left({col}, 40) end"
+        )
     for col in contract.required:
-        checks.insert(0, f"case when _err0 is null and {col} is null then 'missing required field {col}' end")
+        checks.insert(
+            0, f"case when _err0 is null and {col} is null then 'missing required field {col}' end"
+        )
     rules = [
-        f"case when _reason0 = '' and not coalesce(({r.sql}), true) then '{r.reason}' end" for r in contract.rules
+        f"case when _reason0 = '' and not coalesce(({r.sql}), true) then '{r.reason}' end"
+        for r in contract.rules
     ]
-    rule_sql = "concat_ws('; ', nullif(_reason0, ''), " + ", ".join(rules) + ")" if rules else "_reason0"
+    rule_sql = (
+        "concat_ws('; ', nullif(_reason0, ''), " + ", ".join(rules) + ")" if rules else "_reason0"
+    )
     return f"""
         select *, {rule_sql} as _reason from (
             select _source_file, _line_number, _original, _received_date,
@@ -147,34 +162,48 @@ def _classify_sql(contract: Contract, fields_sql: str) -> str:
     """
 
 
-def _candidates_table(contract: Contract, rows: list[tuple[str, Candidate, object]]) -> pa.Table:
-    data: dict[str, list] = {
-        "_source_file": [r[0] for r in rows],
-        "_line_number": [r[1].line_number for r in rows],
-        "_original": [r[1].original for r in rows],
-        "_parse_error": [r[1].parse_error for r in rows],
-        "_received_date": [r[2] for r in rows],
-    }
-    if not contract.source == "tracking_events":
-        for col in contract.columns:
-            data[col] = [(r[1].values or {}).get(col) for r in rows]
-    schema = pa.schema(
-        [
-            ("_source_file", pa.string()),
-            ("_line_number", pa.int64()),
-            ("_original", pa.string()),
-            ("_parse_error", pa.string()),
-            ("_received_date", pa.date32()),
-            *((c, pa.string()) for c in data if not c.startswith("_")),
-        ]
-    )
-    return pa.Table.from_pydict(data, schema=schema)
+class _Batch:
+    """Candidate rows of several files, column-wise, ready to hand to DuckDB as Arrow."""
+
+    def __init__(self, contract: Contract) -> None:
+        self.columns = () if contract.source == "tracking_events" else tuple(contract.columns)
+        self.data: dict[str, list] = {
+            k: []
+            for k in ("_source_file", "_line_number", "_original", "_parse_error", "_received_date")
+        }
+        self.data.update({c: [] for c in self.columns})
+
+    def __len__(self) -> int:
+        return len(self.data["_line_number"])
+
+    def extend(self, source_file: str, day: object, rows: Rows) -> None:
+        n = len(rows)
+        self.data["_source_file"].extend([source_file] * n)
+        self.data["_received_date"].extend([None if day is None else str(day)] * n)
+        self.data["_line_number"].extend(rows.line_number)
+        self.data["_original"].extend(rows.original)
+        self.data["_parse_error"].extend(rows.parse_error)
+        for col in self.columns:
+            self.data[col].extend(rows.values[col])
+
+    def to_arrow(self) -> pa.Table:
+        schema = pa.schema(
+            [
+                ("_source_file", pa.string()),
+                ("_line_number", pa.int64()),
+                ("_original", pa.string()),
+                ("_parse_error", pa.string()),
+                ("_received_date", pa.string()),
+                *((c, pa.string()) for c in self.columns),
+            ]
+        )
+        return pa.Table.from_pydict(self.data, schema=schema)
 
 
 def _flush(
     conn: duckdb.DuckDBPyConnection,
     source: Source,
-    rows: list[tuple[str, Candidate, object]],
+    batch: _Batch,
     pending: list[tuple[FileReport, str, int]],
     run_id: str,
 ) -> None:
@@ -186,16 +215,19 @@ def _flush(
                 for table in (contract.qualified_table, QUARANTINE_TABLE):
                     conn.execute(f"delete from {table} where _source_file = ?" if table != QUARANTINE_TABLE
                                  else f"delete from {table} where source_file = ?", [report.source_file])  # fmt: skip
-                conn.execute(f"delete from {MANIFEST_TABLE} where source_file = ?", [report.source_file])
-        if rows:
-            cand = _candidates_table(contract, rows)  # noqa: F841 - read by DuckDB below
-            conn.register("_candidates", cand)
+                conn.execute(
+                    f"delete from {MANIFEST_TABLE} where source_file = ?", [report.source_file]
+                )
+        if len(batch):
+            conn.register("_candidates", batch.to_arrow())
             fields_sql = (
                 _json_fields_sql(contract)
                 if source.reader.__name__ == "read_jsonl"
                 else "select *, _parse_error as _err0 from _candidates"
             )
-            conn.execute(f"create or replace temp table _classified as {_classify_sql(contract, fields_sql)}")
+            conn.execute(
+                f"create or replace temp table _classified as {_classify_sql(contract, fields_sql)}"
+            )
             conn.unregister("_candidates")
             cols = list(contract.columns)
             lineage = ["_source_file", "_line_number"]
@@ -231,7 +263,16 @@ def _flush(
                 )
             conn.execute(
                 f"insert into {MANIFEST_TABLE} values (?, ?, ?, ?, ?, ?, ?, now()::timestamp, ?)",
-                [contract.source, report.source_file, content_hash, size, report.lines_read, ok, bad, run_id],
+                [
+                    contract.source,
+                    report.source_file,
+                    content_hash,
+                    size,
+                    report.lines_read,
+                    ok,
+                    bad,
+                    run_id,
+                ],
             )
         conn.commit()
     except BaseException:
@@ -253,11 +294,13 @@ def load_files(
     contract = source.contract
     ensure_tables(conn, contract)
     known = dict(
-        conn.execute(f"select source_file, content_hash from {MANIFEST_TABLE} where source = ?", [contract.source])
-        .fetchall()
+        conn.execute(
+            f"select source_file, content_hash from {MANIFEST_TABLE} where source = ?",
+            [contract.source],
+        ).fetchall()
     )
     report = LoadReport(source=contract.source)
-    rows: list[tuple[str, Candidate, object]] = []
+    batch = _Batch(contract)
     pending: list[tuple[FileReport, str, int]] = []
     files = list(files)
     for i, path in enumerate(files, start=1):
@@ -268,17 +311,17 @@ def load_files(
             continue
         fr = FileReport(rel, "reloaded" if rel in known else "loaded")
         day = received_date(path) if source.partitioned_by_day else None
-        n_before = len(rows)
-        rows.extend((rel, cand, day) for cand in source.reader(path, contract))
-        fr.lines_read = len(rows) - n_before
+        rows = source.reader(path, contract)
+        fr.lines_read = len(rows)
+        batch.extend(rel, day, rows)
         report.files.append(fr)
         pending.append((fr, digest, path.stat().st_size))
-        if len(rows) >= batch_lines:
-            _flush(conn, source, rows, pending, run_id)
+        if len(batch) >= batch_lines:
+            _flush(conn, source, batch, pending, run_id)
             log(f"{contract.source}: {i}/{len(files)} files, {report.rows_loaded:,} rows loaded")
-            rows, pending = [], []
+            batch, pending = _Batch(contract), []
     if pending:
-        _flush(conn, source, rows, pending, run_id)
+        _flush(conn, source, batch, pending, run_id)
     log(
         f"{contract.source}: {report.files_loaded} files loaded, {report.files_unchanged} unchanged; "
         f"{report.rows_loaded:,} rows loaded, {report.rows_quarantined:,} quarantined"

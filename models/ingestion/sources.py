@@ -1,8 +1,8 @@
 """Landing sources: where each source's files lie and how a file becomes candidate rows.
 
-A reader turns one file into `Candidate` rows: the line (or record) number, the original
-text, the field values as strings, and a parse error if the text could not be read at all.
-JSON Lines are parsed later in DuckDB (fast, vectorised); CSV and Meta JSON here.
+A reader turns one file into candidate rows, column-wise: the line (or record) number, the
+original text, a parse error where the text could not be read at all, and (except for JSON
+Lines, which DuckDB parses vectorised) each contract column as a string.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -31,15 +31,29 @@ from models.ingestion.contracts import (
 )
 
 
-@dataclass(frozen=True)
-class Candidate:
-    line_number: int
-    original: str
-    values: dict[str, str | None] | None  # None for JSON Lines: DuckDB extracts the fields
-    parse_error: str | None = None
+class Rows:
+    """Candidate rows of one file, column by column."""
+
+    def __init__(self, columns: tuple[str, ...] = ()) -> None:
+        self.line_number: list[int] = []
+        self.original: list[str] = []
+        self.parse_error: list[str | None] = []
+        self.values: dict[str, list[str | None]] = {c: [] for c in columns}
+
+    def __len__(self) -> int:
+        return len(self.line_number)
+
+    def add(
+        self, line_number: int, original: str, values: dict | None = None, error: str | None = None
+    ):
+        self.line_number.append(line_number)
+        self.original.append(original)
+        self.parse_error.append(error)
+        for col, out in self.values.items():
+            out.append(values.get(col) if values else None)
 
 
-Reader = Callable[[Path, Contract], Iterator[Candidate]]
+Reader = Callable[[Path, Contract], Rows]
 
 
 def _clean(value: str | None) -> str | None:
@@ -49,12 +63,13 @@ def _clean(value: str | None) -> str | None:
     return value or None
 
 
-def read_csv(path: Path, contract: Contract) -> Iterator[Candidate]:
+def read_csv(path: Path, contract: Contract) -> Rows:
     """CSV with a header; source names like `metrics.cost_micros` map to `metrics_cost_micros`."""
+    rows = Rows(tuple(contract.columns))
     text = path.read_text(encoding="utf-8", errors="replace")
     lines = text.splitlines()
     if not lines:
-        return
+        return rows
     header = [h.strip().replace(".", "_") for h in next(csv.reader([lines[0]]))]
     unknown = [h for h in header if h not in contract.columns]
     missing = [c for c in contract.required if c not in header]
@@ -62,29 +77,33 @@ def read_csv(path: Path, contract: Contract) -> Iterator[Candidate]:
         # The whole file breaks the contract: every data line is quarantined with the reason.
         reason = f"header lacks required columns {missing}"
         for n, line in enumerate(lines[1:], start=2):
-            yield Candidate(n, line, None, reason)
-        return
+            rows.add(n, line, error=reason)
+        return rows
     for n, line in enumerate(lines[1:], start=2):
         if not line.strip():
-            yield Candidate(n, line, None, "empty line")
+            rows.add(n, line, error="empty line")
             continue
         try:
             fields = next(csv.reader(io.StringIO(line)))
         except csv.Error as exc:
-            yield Candidate(n, line, None, f"unparseable CSV: {exc}")
+            rows.add(n, line, error=f"unparseable CSV: {exc}")
             continue
         if len(fields) != len(header):
-            yield Candidate(n, line, None, f"expected {len(header)} fields, got {len(fields)}")
+            rows.add(n, line, error=f"expected {len(header)} fields, got {len(fields)}")
             continue
-        values = {h: _clean(v) for h, v in zip(header, fields, strict=True) if h not in unknown}
-        yield Candidate(n, line, values)
+        rows.add(
+            n, line, {h: _clean(v) for h, v in zip(header, fields, strict=True) if h not in unknown}
+        )
+    return rows
 
 
-def read_jsonl(path: Path, contract: Contract) -> Iterator[Candidate]:
+def read_jsonl(path: Path, contract: Contract) -> Rows:
     """JSON Lines: one candidate per line; the JSON itself is checked in DuckDB."""
-    with path.open("r", encoding="utf-8", errors="replace", newline="") as fh:
-        for n, line in enumerate(fh, start=1):
-            yield Candidate(n, line.rstrip("\r\n"), None)
+    rows = Rows()
+    rows.original = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    rows.line_number = list(range(1, len(rows.original) + 1))
+    rows.parse_error = [None] * len(rows.original)
+    return rows
 
 
 def _meta_action(record: dict, field: str) -> str | None:
@@ -94,26 +113,33 @@ def _meta_action(record: dict, field: str) -> str | None:
     return None
 
 
-def read_meta_insights(path: Path, contract: Contract) -> Iterator[Candidate]:
-    """A Meta Insights API page: {"data": [...]}; the record number stands for the line number."""
+def read_meta_insights(path: Path, contract: Contract) -> Rows:
+    """A Meta Insights API page: {"data": [...]}; the record number stands for the line number.
+
+    A file that is not valid JSON is one quarantined row holding the whole text.
+    """
+    rows = Rows(tuple(contract.columns))
     text = path.read_text(encoding="utf-8", errors="replace")
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        yield Candidate(0, text[:100_000], None, f"file is not valid JSON: {exc}")
-        return
+        rows.add(0, text, error=f"file is not valid JSON: {exc}")
+        return rows
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
-        yield Candidate(0, text[:100_000], None, 'file has no "data" list')
-        return
+        rows.add(0, text, error='file has no "data" list')
+        return rows
     for n, record in enumerate(doc["data"], start=1):
         original = json.dumps(record, sort_keys=True)
         if not isinstance(record, dict):
-            yield Candidate(n, original, None, "record is not an object")
+            rows.add(n, original, error="record is not an object")
             continue
-        values = {k: _clean(None if record.get(k) is None else str(record[k])) for k in contract.columns}
+        values = {
+            k: _clean(None if record.get(k) is None else str(record[k])) for k in contract.columns
+        }
         values["actions_purchase"] = _meta_action(record, "actions")
         values["action_values_purchase"] = _meta_action(record, "action_values")
-        yield Candidate(n, original, values)
+        rows.add(n, original, values)
+    return rows
 
 
 @dataclass(frozen=True)
@@ -160,4 +186,6 @@ def received_date(path: Path) -> date:
 
 def event_files_for_days(landing: Path, first: date, last: date) -> list[Path]:
     """Events files whose arrival day lies in [first, last]."""
-    return [p for p in SOURCES["tracking_events"].files(landing) if first <= received_date(p) <= last]
+    return [
+        p for p in SOURCES["tracking_events"].files(landing) if first <= received_date(p) <= last
+    ]

@@ -90,7 +90,9 @@ class SimulationConfig:
     seasonality_amplitude: float = 0.15
     promo_effect: float = 0.12  # relative lift of baseline revenue on promotion days
     noise_sigma: float = 0.03  # multiplicative weekly noise on expected revenue per geo
-    channel_truth: dict[str, ChannelTruth] = field(default_factory=lambda: dict(DEFAULT_CHANNEL_TRUTH))
+    channel_truth: dict[str, ChannelTruth] = field(
+        default_factory=lambda: dict(DEFAULT_CHANNEL_TRUTH)
+    )
     experiments: tuple[ExperimentPlan, ...] = (
         ExperimentPlan("social", start_week=70, weeks=6, n_treatment_geos=3),
         ExperimentPlan("tv", start_week=86, weeks=6, n_treatment_geos=3),

@@ -45,7 +45,14 @@ _CURRENCY_DEFAULT_RATE = {"USD": 1.0, "EUR": 1.08, "GBP": 1.27}
 _CPM = {"search": 45.0, "social": 9.0, "display": 3.5, "video": 12.0}
 _CTR = {"search": 0.045, "social": 0.012, "display": 0.0035, "video": 0.006}
 _CVR = {"search": 0.05, "social": 0.025, "display": 0.012, "video": 0.015}
-_CLICK_WEIGHT = {"search": 3.0, "social": 1.5, "display": 0.4, "video": 0.5, "email": 1.5, "tv": 0.0}
+_CLICK_WEIGHT = {
+    "search": 3.0,
+    "social": 1.5,
+    "display": 0.4,
+    "video": 0.5,
+    "email": 1.5,
+    "tv": 0.0,
+}
 _UTM = {
     "search": ("google", "cpc"),
     "display": ("google", "display"),
@@ -61,7 +68,11 @@ _HEADLINES = {
     "display": ["Northwind Running", "Lighter. Faster. Yours.", "New season, new pace"],
     "video": ["The Tempo, in motion", "Made for the long run", "Run the city"],
     "tv": ["Every mile, Northwind", "Run your way", "The long run, made easy"],
-    "email": ["Your weekly running picks", "New arrivals for your run", "A gift for your next mile"],
+    "email": [
+        "Your weekly running picks",
+        "New arrivals for your run",
+        "A gift for your next mile",
+    ],
 }
 _BODIES = [
     "Cushioned, breathable and 210 g per shoe. Free returns within 30 days.",
@@ -133,7 +144,9 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
                     "account_id": _ACCOUNTS[platform],
                     "channel": ch,
                     "campaign_name": f"{ch.title()} | {'Prospecting' if k % 2 == 0 else 'Retargeting'} {k + 1}",
-                    "objective": "conversions" if ch in ("search", "social", "email") else "awareness",
+                    "objective": "conversions"
+                    if ch in ("search", "social", "email")
+                    else "awareness",
                     "started_on": config.start_date.isoformat(),
                     "_share": float(shares[k]),
                 }
@@ -218,19 +231,29 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
         "denied": consent.encode(set(), created=created),
     }
     user_consent = np.where(
-        full, profiles["full"], np.where(measurement_only, profiles["measurement_only"], profiles["denied"])
+        full,
+        profiles["full"],
+        np.where(measurement_only, profiles["measurement_only"], profiles["denied"]),
     ).astype(object)
     user_consent[no_cmp] = None
     user_measured = full | measurement_only
     anon_ids = _hex_ids(r_users, n_users, "a-", 16)
     logged_in = r_users.random(n_users) < 0.4
-    user_ids = np.array([f"U{i:08d}" if li else None for i, li in enumerate(logged_in)], dtype=object)
+    user_ids = np.array(
+        [f"U{i:08d}" if li else None for i, li in enumerate(logged_in)], dtype=object
+    )
     emails = np.array(
         [f"runner{i}@example.com" if li else None for i, li in enumerate(logged_in)], dtype=object
     )
-    ips = np.array([f"203.0.{i % 250}.{(i // 250) % 250 + 1}" for i in range(n_users)], dtype=object)
-    devices = r_users.choice(np.array(["desktop", "mobile", "tablet"], dtype=object), n_users, p=[0.4, 0.5, 0.1])
-    platforms = np.where((devices != "desktop") & (r_users.random(n_users) < 0.4), "app", "web").astype(object)
+    ips = np.array(
+        [f"203.0.{i % 250}.{(i // 250) % 250 + 1}" for i in range(n_users)], dtype=object
+    )
+    devices = r_users.choice(
+        np.array(["desktop", "mobile", "tablet"], dtype=object), n_users, p=[0.4, 0.5, 0.1]
+    )
+    platforms = np.where(
+        (devices != "desktop") & (r_users.random(n_users) < 0.4), "app", "web"
+    ).astype(object)
     users_by_geo = [np.flatnonzero(user_geo == g) for g in range(G)]
     for g in range(G):
         if len(users_by_geo[g]) == 0:
@@ -257,11 +280,14 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
     o_amount = np.round(o_usd / o_rate, 2)
     day0 = datetime.combine(config.start_date, datetime.min.time(), tzinfo=UTC).timestamp()
     o_epoch = day0 + o_day * 86400 + r_orders.integers(0, 86400, N)
-    o_user = np.array([users_by_geo[g][int(r_orders.integers(len(users_by_geo[g])))] for g in o_geo])
+    o_user = np.array(
+        [users_by_geo[g][int(r_orders.integers(len(users_by_geo[g])))] for g in o_geo]
+    )
     offsets = np.array([GEO_UTC_OFFSET_HOURS.get(g, DEFAULT_UTC_OFFSET_HOURS) for g in geos])
+    o_ids = np.array([f"ORD-{i + 1:08d}" for i in range(N)], dtype=object)
     orders = pd.DataFrame(
         {
-            "order_id": [f"ORD-{i + 1:08d}" for i in range(N)],
+            "order_id": o_ids,
             "customer_id": user_ids[o_user],
             "email": emails[o_user],
             "ordered_at": _fmt_ts(o_epoch, offsets[o_geo]),
@@ -277,12 +303,14 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
     cancel["order_id"] = [f"ORD-C{i + 1:07d}" for i in range(n_cancel)]
     cancel["status"] = "cancelled"
     completed_reporting = float((o_amount * o_rate).sum())
-    orders = pd.concat([orders, cancel], ignore_index=True).sort_values(["_day", "ordered_at"], kind="stable")
+    orders = pd.concat([orders, cancel], ignore_index=True).sort_values(
+        ["_day", "ordered_at"], kind="stable"
+    )
 
     # --- tracking events -------------------------------------------------------------------------
     log(f"generating ~{config.events:,} tracking events")
     events = _tracking_events(
-        config, r_events, geos, days, day0, offsets, campaigns, creatives, orders[orders.status == "completed"],
+        config, r_events, geos, days, day0, offsets, campaigns, creatives, o_ids,
         o_user, o_epoch, o_usd, o_cur, o_amount, user_geo, anon_ids, user_ids, emails, ips, devices,
         platforms, user_consent, market.geo_share,
     )  # fmt: skip
@@ -294,10 +322,15 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
     # --- write landing files, injecting dirt -------------------------------------------------------
     dirt_counts = {}
     dirt_counts["tracking_events"] = _write_events(events, landing, days, config, r_dirt, log)
-    spend_truth, dirt_counts["google_ads"], dirt_counts["meta_ads"], dirt_counts["offline_media"] = (
-        _write_spend(perf_rows, landing, config, r_dirt, fx)
+    (
+        spend_truth,
+        dirt_counts["google_ads"],
+        dirt_counts["meta_ads"],
+        dirt_counts["offline_media"],
+    ) = _write_spend(perf_rows, landing, config, r_dirt, fx)
+    _write_monthly_csv(
+        orders.drop(columns=["_day"]), orders["_day"].to_numpy(), days, landing / "crm", "orders"
     )
-    _write_monthly_csv(orders.drop(columns=["_day"]), orders["_day"].to_numpy(), days, landing / "crm", "orders")
     ref = landing / "reference"
     ref.mkdir(parents=True, exist_ok=True)
     pd.DataFrame([{k: v for k, v in c.items() if not k.startswith("_")} for c in campaigns]).to_csv(
@@ -358,9 +391,9 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
                 "discount_pct": 15.0,
             }
         )
-    pd.DataFrame(promos, columns=["promo_id", "name", "start_date", "end_date", "discount_pct"]).to_csv(
-        ref / "promotions.csv", index=False
-    )
+    pd.DataFrame(
+        promos, columns=["promo_id", "name", "start_date", "end_date", "discount_pct"]
+    ).to_csv(ref / "promotions.csv", index=False)
     (landing / "fx").mkdir(parents=True, exist_ok=True)
     pd.DataFrame(fx_rows).to_csv(landing / "fx" / "fx_rates.csv", index=False)
 
@@ -389,12 +422,20 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
                 "true_contribution": float(contrib_total[c]),
                 "spend_usd": float(weekly_rounded[:, :, c].sum()),
                 "spend_reported_usd": spend_truth[ch],
-                "adstock": {"type": "geometric", "alpha": config.channel_truth[ch].adstock_alpha,
-                            "l_max": ADSTOCK_L_MAX, "normalize": False},
-                "saturation": {"type": "logistic", "lambda": config.channel_truth[ch].saturation_lambda,
-                               "input": "adstocked spend / (geo_share * kappa)", "kappa": float(market.kappa[c]),
-                               "beta": float(market.beta[c])},
-            }  # fmt: skip
+                "adstock": {
+                    "type": "geometric",
+                    "alpha": config.channel_truth[ch].adstock_alpha,
+                    "l_max": ADSTOCK_L_MAX,
+                    "normalize": False,
+                },
+                "saturation": {
+                    "type": "logistic",
+                    "lambda": config.channel_truth[ch].saturation_lambda,
+                    "input": "adstocked spend / (geo_share * kappa)",
+                    "kappa": float(market.kappa[c]),
+                    "beta": float(market.beta[c]),
+                },
+            }
             for c, ch in enumerate(channels)
         },
         "baseline_revenue": float(market.baseline.sum()),
@@ -403,14 +444,18 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
         "promo_effect": config.promo_effect,
         "experiments": exp_true,
         "creatives": {
-            cr["creative_id"]: {"campaign_id": cr["campaign_id"], "channel": cr["channel"], "ctr": cr["_ctr"],
-                                "cvr": cr["_cvr"]}
+            cr["creative_id"]: {
+                "campaign_id": cr["campaign_id"],
+                "channel": cr["channel"],
+                "ctr": cr["_ctr"],
+                "cvr": cr["_cvr"],
+            }
             for cr in creatives
-        },  # fmt: skip
+        },
         "counts": {
             "orders_completed": int(N),
             "orders_cancelled": int(n_cancel),
-            "events_unique": int(len(events)),
+            "events_unique": len(events),
             "days": D,
         },
         "dirt": dirt_counts,
@@ -418,7 +463,8 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
             "tracking_events": dirt_counts["tracking_events"]["malformed_lines"],
             "google_ads": dirt_counts["google_ads"]["negative_spend_rows"]
             + dirt_counts["google_ads"]["missing_spend_rows"],
-            "meta_ads": dirt_counts["meta_ads"]["negative_spend_rows"] + dirt_counts["meta_ads"]["missing_spend_rows"],
+            "meta_ads": dirt_counts["meta_ads"]["negative_spend_rows"]
+            + dirt_counts["meta_ads"]["missing_spend_rows"],
             "offline_media": dirt_counts["offline_media"]["negative_spend_rows"]
             + dirt_counts["offline_media"]["missing_spend_rows"],
         },
@@ -426,7 +472,9 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
     truth_path = out_dir / TRUTH_FILE
     truth_path.write_text(json.dumps(truth, indent=2, sort_keys=True, default=str) + "\n")
     log(f"wrote {truth_path}")
-    return SimulationResult(out_dir=out_dir, landing_dir=landing, truth_path=truth_path, truth=truth)
+    return SimulationResult(
+        out_dir=out_dir, landing_dir=landing, truth_path=truth_path, truth=truth
+    )
 
 
 def _month_keys(day_idx: np.ndarray, days: list[date]) -> np.ndarray:
@@ -434,7 +482,9 @@ def _month_keys(day_idx: np.ndarray, days: list[date]) -> np.ndarray:
     return months[day_idx]
 
 
-def _write_monthly_csv(df: pd.DataFrame, day_idx: np.ndarray, days: list[date], folder: Path, stem: str) -> None:
+def _write_monthly_csv(
+    df: pd.DataFrame, day_idx: np.ndarray, days: list[date], folder: Path, stem: str
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     months = _month_keys(day_idx, days)
     for month in sorted(set(months)):
@@ -442,7 +492,7 @@ def _write_monthly_csv(df: pd.DataFrame, day_idx: np.ndarray, days: list[date], 
 
 
 def _tracking_events(
-    config, rng, geos, days, day0, offsets, campaigns, creatives, orders_done, o_user, o_epoch, o_usd, o_cur,
+    config, rng, geos, days, day0, offsets, campaigns, creatives, o_ids, o_user, o_epoch, o_usd, o_cur,
     o_amount, user_geo, anon_ids, user_ids, emails, ips, devices, platforms, user_consent, geo_share,
 ) -> pd.DataFrame:  # fmt: skip
     """Sessions of page views, ad clicks and purchases; a sample of CRM orders is tracked."""
@@ -455,11 +505,16 @@ def _tracking_events(
 
     # Ad click sources: digital channels, weighted by how many clicks each drives.
     click_channels = [ch for ch in config.channels if _CLICK_WEIGHT.get(ch, 0) > 0]
-    w = np.array([_CLICK_WEIGHT[ch] * config.channel_truth[ch].weekly_spend for ch in click_channels])
+    w = np.array(
+        [_CLICK_WEIGHT[ch] * config.channel_truth[ch].weekly_spend for ch in click_channels]
+    )
     by_channel = {
         ch: (
             [c for c in campaigns if c["channel"] == ch],
-            {c["campaign_id"]: [x for x in creatives if x["campaign_id"] == c["campaign_id"]] for c in campaigns},
+            {
+                c["campaign_id"]: [x for x in creatives if x["campaign_id"] == c["campaign_id"]]
+                for c in campaigns
+            },
         )
         for ch in click_channels
     }
@@ -481,7 +536,9 @@ def _tracking_events(
 
     # Per-session click attribution.
     s_channel = np.full(S, -1)
-    s_channel[s_click] = rng.choice(len(click_channels), size=int(s_click.sum()), p=w / w.sum()) if len(w) else -1
+    s_channel[s_click] = (
+        rng.choice(len(click_channels), size=int(s_click.sum()), p=w / w.sum()) if len(w) else -1
+    )
     s_campaign = np.full(S, None, dtype=object)
     s_creative = np.full(S, None, dtype=object)
     s_campaign_name = np.full(S, None, dtype=object)
@@ -514,7 +571,9 @@ def _tracking_events(
     is_purchase = etype == "purchase"
     n_ev = len(sess)
 
-    ch_names = np.array([*click_channels, None], dtype=object)[np.where(s_channel[sess] >= 0, s_channel[sess], -1)]
+    ch_names = np.array([*click_channels, None], dtype=object)[
+        np.where(s_channel[sess] >= 0, s_channel[sess], -1)
+    ]
     utm_source = np.full(n_ev, None, dtype=object)
     utm_medium = np.full(n_ev, None, dtype=object)
     click_id = np.full(n_ev, None, dtype=object)
@@ -527,13 +586,12 @@ def _tracking_events(
             click_id[m] = _hex_ids(rng, int(m.sum()), prefix, 16)
     order_of_event = np.full(n_ev, -1)
     order_of_event[is_purchase] = order_idx[sess[is_purchase]]
-    order_ids = orders_done["order_id"].to_numpy()
     revenue = np.full(n_ev, np.nan)
     revenue[is_purchase] = o_amount[order_of_event[is_purchase]]
     currency = np.full(n_ev, None, dtype=object)
     currency[is_purchase] = o_cur[order_of_event[is_purchase]]
     order_col = np.full(n_ev, None, dtype=object)
-    order_col[is_purchase] = order_ids[order_of_event[is_purchase]]
+    order_col[is_purchase] = o_ids[order_of_event[is_purchase]]
     carries_email = is_purchase | (etype == "add_to_cart")
     page_url = np.select(
         [is_click, etype == "page_view", etype == "product_view", etype == "add_to_cart"],
@@ -569,7 +627,8 @@ def _tracking_events(
             "ip": ips[user],
         }
     )
-    df["_day"] = np.clip(((epoch - day0) // 86400).astype(int), 0, D - 1)
+    df["_true_day"] = ((epoch - day0) // 86400).astype(int)
+    df["_day"] = np.clip(df["_true_day"], 0, D - 1)
     return df.sort_values(["_day", "event_ts"], kind="stable").reset_index(drop=True)
 
 
@@ -583,7 +642,7 @@ def _write_events(events: pd.DataFrame, landing: Path, days, config, rng, log) -
     delay = rng.integers(1, 4, n)
     late &= arrival + delay <= D - 1
     arrival[late] += delay[late]
-    lines = events.drop(columns=["_day"]).to_json(orient="records", lines=True).splitlines()
+    lines = events.drop(columns=["_day", "_true_day"]).to_json(orient="records", lines=True).splitlines()
     lines = np.array(lines, dtype=object)
     extra = rng.random(n) < dirt.extra_field_events
     lines[extra] = [s[:-1] + ',"sdk_debug":{"build":"7.3.1","queue":2}}' for s in lines[extra]]
@@ -612,7 +671,8 @@ def _write_events(events: pd.DataFrame, landing: Path, days, config, rng, log) -
     return {
         "events_written": int(n),
         "duplicate_lines": int(dup.sum()),
-        "late_events": int(late.sum()),
+        # Late = arriving after its UTC day; sessions that began just before the first day count too.
+        "late_events": int((arrival > events["_true_day"].to_numpy()).sum()),
         "malformed_lines": int(broken.sum()),
         "extra_field_events": int(extra.sum()),
         "lines_total": int(n + dup.sum() + broken.sum()),
@@ -641,21 +701,29 @@ def _performance_rows(config, rng, leaves, leaf_cents, geos) -> dict[str, pd.Dat
             impressions = rng.poisson(cents / 100.0 / _CPM[ch] * 1000)
             clicks = rng.binomial(impressions, min(cr["_ctr"], 1.0))
             conversions = rng.binomial(clicks, min(cr["_cvr"], 1.0))
-            value = np.round(conversions * config.average_order_value * rng.lognormal(0, 0.2, len(cents)), 2)
-            base.update(impressions=impressions, clicks=clicks, conversions=conversions, value=value)
+            value = np.round(
+                conversions * config.average_order_value * rng.lognormal(0, 0.2, len(cents)), 2
+            )
+            base.update(
+                impressions=impressions, clicks=clicks, conversions=conversions, value=value
+            )
         frame = pd.DataFrame({k: v for k, v in base.items() if k != "campaign"})
         frame = frame.assign(campaign_id=camp["campaign_id"], campaign_name=camp["campaign_name"])
         frames[platform].append(frame[frame["_cents"] > 0])  # platforms omit days without delivery
     return {k: pd.concat(v, ignore_index=True) for k, v in frames.items() if v}
 
 
-def _inject_spend_dirt(df: pd.DataFrame, column: str, rng, rate_neg: float, rate_missing: float, negate):
+def _inject_spend_dirt(
+    df: pd.DataFrame, column: str, rng, rate_neg: float, rate_missing: float, negate
+):
     """Append copies of random rows with negative or missing spend; they must be quarantined."""
-    n_neg = int(round(len(df) * rate_neg))
-    n_miss = int(round(len(df) * rate_missing))
+    n_neg = round(len(df) * rate_neg)
+    n_miss = round(len(df) * rate_missing)
     neg = df.iloc[rng.choice(len(df), n_neg, replace=False)].copy() if n_neg else df.iloc[:0].copy()
     neg[column] = [negate(v) for v in neg[column]]
-    miss = df.iloc[rng.choice(len(df), n_miss, replace=False)].copy() if n_miss else df.iloc[:0].copy()
+    miss = (
+        df.iloc[rng.choice(len(df), n_miss, replace=False)].copy() if n_miss else df.iloc[:0].copy()
+    )
     miss[column] = None
     out = pd.concat([df, neg, miss], ignore_index=True).sort_values("_day", kind="stable")
     return out, {"negative_spend_rows": n_neg, "missing_spend_rows": n_miss}
@@ -695,7 +763,12 @@ def _write_spend(perf: dict[str, pd.DataFrame], landing: Path, config, rng, fx):
             for ch, v in (df.groupby("_channel")["_cents"].sum() / 100.0).items():
                 spend_truth[ch] += float(v)
             out, counts[key] = _inject_spend_dirt(
-                out, "metrics.cost_micros", rng, dirt.negative_spend_rows, dirt.missing_spend_rows, lambda v: -int(v)
+                out,
+                "metrics.cost_micros",
+                rng,
+                dirt.negative_spend_rows,
+                dirt.missing_spend_rows,
+                lambda v: -int(v),
             )
             _write_monthly_csv(out.drop(columns="_day"), out["_day"].to_numpy(), days, landing / "google_ads",
                                "ad_performance")  # fmt: skip
@@ -727,7 +800,12 @@ def _write_spend(perf: dict[str, pd.DataFrame], landing: Path, config, rng, fx):
                 }
             )
             out, counts[key] = _inject_spend_dirt(
-                out, "spend", rng, dirt.negative_spend_rows, dirt.missing_spend_rows, lambda v: "-" + v
+                out,
+                "spend",
+                rng,
+                dirt.negative_spend_rows,
+                dirt.missing_spend_rows,
+                lambda v: "-" + v,
             )
             folder = landing / "meta_ads"
             folder.mkdir(parents=True, exist_ok=True)
@@ -750,7 +828,9 @@ def _write_spend(perf: dict[str, pd.DataFrame], landing: Path, config, rng, fx):
                     "date": day_iso[df["_day"]],
                     "channel": df["_channel"],
                     "geo": df["_geo"],
-                    "vendor": np.where(df["_channel"] == "tv", "Harbor Media Group", "Sendwell ESP"),
+                    "vendor": np.where(
+                        df["_channel"] == "tv", "Harbor Media Group", "Sendwell ESP"
+                    ),
                     "campaign_id": df["campaign_id"],
                     "spend": [f"{c / 100.0:.2f}" for c in df["_cents"]],
                     "currency": "USD",
@@ -760,7 +840,12 @@ def _write_spend(perf: dict[str, pd.DataFrame], landing: Path, config, rng, fx):
             for ch, v in (df.groupby("_channel")["_cents"].sum() / 100.0).items():
                 spend_truth[ch] += float(v)
             out, counts[key] = _inject_spend_dirt(
-                out, "spend", rng, dirt.negative_spend_rows, dirt.missing_spend_rows, lambda v: "-" + v
+                out,
+                "spend",
+                rng,
+                dirt.negative_spend_rows,
+                dirt.missing_spend_rows,
+                lambda v: "-" + v,
             )
             _write_monthly_csv(out.drop(columns="_day"), out["_day"].to_numpy(), days, landing / "offline_media",
                                "spend")  # fmt: skip

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.simulation.config import ExperimentPlan, SimulationConfig
+from models.simulation.config import SimulationConfig
 
 ADSTOCK_L_MAX = 8
 
@@ -79,7 +79,9 @@ class Market:
     def channels(self) -> tuple[str, ...]:
         return self.config.channels
 
-    def actual_spend(self, planned: np.ndarray | None = None, skip: int | None = None) -> np.ndarray:
+    def actual_spend(
+        self, planned: np.ndarray | None = None, skip: int | None = None
+    ) -> np.ndarray:
         """Planned spend with every experiment's holdout applied (all but `skip`)."""
         spend = (self.planned_spend if planned is None else planned).copy()
         for i, exp in enumerate(self.config.active_experiments()):
@@ -99,7 +101,9 @@ class Market:
             ad = geometric_adstock(spend[:, :, c], truth[ch].adstock_alpha)
             x = ad / (self.geo_share[None, :] * self.kappa[c])
             out[:, :, c] = (
-                self.beta[c] * self.geo_share[None, :] * logistic_saturation(x, truth[ch].saturation_lambda)
+                self.beta[c]
+                * self.geo_share[None, :]
+                * logistic_saturation(x, truth[ch].saturation_lambda)
             )
         return out
 
@@ -124,14 +128,21 @@ def build_market(config: SimulationConfig, rng: np.random.Generator, spend_overr
 
     kappa = np.array(
         [
-            max(geometric_adstock(planned[:, :, c].sum(axis=1), config.channel_truth[ch].adstock_alpha).mean(), 1e-9)
+            max(
+                geometric_adstock(
+                    planned[:, :, c].sum(axis=1), config.channel_truth[ch].adstock_alpha
+                ).mean(),
+                1e-9,
+            )
             for c, ch in enumerate(config.channels)
         ]
     )
 
     t = np.arange(W)
     trend = 1.0 + config.trend_per_year * t / 52.0
-    season = 1.0 + config.seasonality_amplitude * np.sin(2 * np.pi * t / 52.0 + rng.uniform(0, 2 * np.pi))
+    season = 1.0 + config.seasonality_amplitude * np.sin(
+        2 * np.pi * t / 52.0 + rng.uniform(0, 2 * np.pi)
+    )
     promo_days = np.zeros(W)
     n_promos = max(1, round(W / 52 * 5))
     for start_week in rng.choice(np.arange(1, W - 1), size=min(n_promos, W - 2), replace=False):
@@ -170,7 +181,9 @@ def calibrate_beta(market: Market, actual_spend: np.ndarray) -> None:
     for c, ch in enumerate(market.channels):
         spend = actual_spend[:, :, c].sum()
         contrib = unit[:, :, c].sum()
-        market.beta[c] = market.config.channel_truth[ch].roas * spend / contrib if contrib > 0 else 0.0
+        market.beta[c] = (
+            market.config.channel_truth[ch].roas * spend / contrib if contrib > 0 else 0.0
+        )
 
 
 def experiment_truth(market: Market, actual_spend: np.ndarray) -> list[dict]:
@@ -207,4 +220,3 @@ def marginal_roas(market: Market, actual_spend: np.ndarray, step: float = 0.01) 
         if delta_spend > 0:
             out[c] = (market.response(bumped)[:, :, c].sum() - base[c]) / delta_spend
     return out
-

@@ -12,7 +12,7 @@ source as (
 
 fx_rates as (
 
-    select * from {{ ref('stg_fx__rates') }}
+    {{ reporting_fx_rates() }}
 
 ),
 

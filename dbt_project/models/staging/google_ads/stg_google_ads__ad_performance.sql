@@ -8,7 +8,7 @@ source as (
 
 fx_rates as (
 
-    select * from {{ ref('stg_fx__rates') }}
+    {{ reporting_fx_rates() }}
 
 ),
 

@@ -75,7 +75,7 @@ new_events as (
 
 fx_rates as (
 
-    select * from {{ ref('stg_fx__rates') }}
+    {{ reporting_fx_rates() }}
 
 ),
 

@@ -1,0 +1,97 @@
+"""dbt models as Dagster assets: keys and groups from the dbt folders, dbt tests as checks.
+
+Three `@dbt_assets` so Dagster can gate between them: the events staging model (partitioned
+by arrival day, one run per backfill), staging and intermediate, and the marts. A blocking
+data-quality check on an intermediate model thus stops the marts from being built.
+"""
+
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+
+from assets.partitions import events_partitions, partition_days
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
+PARTITIONED_TAG = "partitioned_by_day"
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+# Under `dagster dev` this runs `dbt parse` so the manifest follows the SQL; elsewhere the
+# manifest is prepared by the build (`make prepare`) and never committed.
+dbt_project.prepare_if_dev()
+
+
+class AdloopDbtTranslator(DagsterDbtTranslator):
+    """Sources are the raw tables the ingestion assets write; models are keyed by layer."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey(["raw", dbt_resource_props["name"]])
+        return dg.AssetKey([_layer(dbt_resource_props), dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] == "source":
+            return "ingestion"
+        return _layer(dbt_resource_props)
+
+
+def _layer(props: Mapping[str, Any]) -> str:
+    fqn = props.get("fqn") or []
+    return fqn[1] if len(fqn) > 2 else "dbt"
+
+
+translator = AdloopDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+
+def _manifest() -> Path:
+    path = dbt_project.manifest_path
+    if not path.exists():
+        raise FileNotFoundError(
+            f"dbt manifest {path} is missing: run `make prepare` (dbt parse) before loading the definitions"
+        )
+    return path
+
+
+@dbt_assets(
+    manifest=_manifest(),
+    select=f"tag:{PARTITIONED_TAG}",
+    partitions_def=events_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    dagster_dbt_translator=translator,
+    project=dbt_project,
+    name="dbt_event_models",
+)
+def dbt_event_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    """Event staging, incremental by arrival day: only the days in this run are replaced."""
+    first, last = partition_days(context)
+    dbt_vars = {"min_received_date": first.isoformat(), "max_received_date": last.isoformat()}
+    yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+
+
+@dbt_assets(
+    manifest=_manifest(),
+    select="path:models/staging path:models/intermediate",
+    exclude=f"tag:{PARTITIONED_TAG}",
+    dagster_dbt_translator=translator,
+    project=dbt_project,
+    name="dbt_staging_models",
+)
+def dbt_staging_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    """Staging views and intermediate models (sessions, paths, conformed spend)."""
+    yield from dbt.cli(["build"], context=context).stream()
+
+
+@dbt_assets(
+    manifest=_manifest(),
+    select="path:models/marts",
+    dagster_dbt_translator=translator,
+    project=dbt_project,
+    name="dbt_mart_models",
+)
+def dbt_mart_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    """The marts BI tools read."""
+    yield from dbt.cli(["build"], context=context).stream()

@@ -1,0 +1,1 @@
+"""Data-quality gates: Great Expectations suites kept as data in expectations/."""

@@ -1,0 +1,25 @@
+"""The adloop code location: assembles assets, checks, jobs, schedules, sensors and resources."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets import dbt, ingestion, quality
+from orchestration.jobs import ingest_and_transform_job, ingest_and_transform_schedule, ingest_sources_job
+from orchestration.sensors import landing_sensor
+from orchestration.resources import build_resources
+
+defs = dg.Definitions(
+    assets=[
+        ingestion.raw_tracking_events,
+        *ingestion.raw_source_assets,
+        dbt.dbt_event_models,
+        dbt.dbt_staging_models,
+        dbt.dbt_mart_models,
+    ],
+    asset_checks=[*ingestion.reconciliation_checks, *quality.quality_checks],
+    jobs=[ingest_and_transform_job, ingest_sources_job],
+    schedules=[ingest_and_transform_schedule],
+    sensors=[landing_sensor],
+    resources=build_resources(),
+)
