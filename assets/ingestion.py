@@ -5,7 +5,6 @@ days it touches; every other source is small and loaded whole. Loading is idempo
 file already loaded with the same content is skipped.
 """
 
-
 import dagster as dg
 
 from assets.metadata import preview
@@ -55,7 +54,9 @@ def raw_tracking_events(
     files = event_files_for_days(landing.root, first, last)
     context.log.info(f"{len(files)} event files arrived between {first} and {last}")
     with warehouse.connect() as conn:
-        report = load_files(conn, source, files, landing.root, run_id=context.run_id, log=context.log.info)
+        report = load_files(
+            conn, source, files, landing.root, run_id=context.run_id, log=context.log.info
+        )
         return _result(report, conn, source)
 
 
@@ -72,13 +73,17 @@ def _build_raw_asset(source: Source) -> dg.AssetsDefinition:
     def _asset(context: dg.AssetExecutionContext, warehouse: Warehouse, landing: LandingZone):
         with warehouse.connect() as conn:
             files = source.files(landing.root)
-            report = load_files(conn, source, files, landing.root, run_id=context.run_id, log=context.log.info)
+            report = load_files(
+                conn, source, files, landing.root, run_id=context.run_id, log=context.log.info
+            )
             return _result(report, conn, source)
 
     return _asset
 
 
-raw_source_assets = [_build_raw_asset(s) for name, s in SOURCES.items() if name != "tracking_events"]
+raw_source_assets = [
+    _build_raw_asset(s) for name, s in SOURCES.items() if name != "tracking_events"
+]
 
 
 def _build_reconciliation_check(source: Source) -> dg.AssetChecksDefinition:

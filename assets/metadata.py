@@ -17,7 +17,9 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     return head + "".join("| " + " | ".join(cell(v) for v in row) + " |\n" for row in rows)
 
 
-def preview(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> dg.MetadataValue:
+def preview(
+    conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None
+) -> dg.MetadataValue:
     rel = conn.execute(sql, params or [])
     columns = [d[0] for d in rel.description]
     return dg.MetadataValue.md(markdown_table(columns, rel.fetchall()))

@@ -25,7 +25,9 @@ def _metadata(outcome: SuiteOutcome) -> dict:
         "expectations_failed": len(outcome.failed),
         "summary": outcome.summary(),
         "results": dg.MetadataValue.md(
-            markdown_table(["expectation", "column", "result", "unexpected", "unexpected %", "examples"], rows)
+            markdown_table(
+                ["expectation", "column", "result", "unexpected", "unexpected %", "examples"], rows
+            )
         ),
     }
 
@@ -49,8 +51,14 @@ def _run_days(context: dg.AssetCheckExecutionContext) -> tuple[str, str] | None:
     return None
 
 
-@dg.asset_check(asset=dg.AssetKey(["raw", "tracking_events"]), name="great_expectations_raw_events", blocking=True)
-def raw_events_expectations(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=dg.AssetKey(["raw", "tracking_events"]),
+    name="great_expectations_raw_events",
+    blocking=True,
+)
+def raw_events_expectations(
+    context: dg.AssetCheckExecutionContext, warehouse: Warehouse
+) -> dg.AssetCheckResult:
     """Suite expectations/raw_tracking_events.json on the events of the arrival days in this run."""
     days = _run_days(context)
     where, params = ("where _received_date between ? and ?", list(days)) if days else ("", [])
@@ -75,7 +83,9 @@ def conformed_spend_expectations(warehouse: Warehouse) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(
-    asset=dg.AssetKey(["marts", "mart_mmm_weekly_panel"]), name="great_expectations_mmm_panel", blocking=True
+    asset=dg.AssetKey(["marts", "mart_mmm_weekly_panel"]),
+    name="great_expectations_mmm_panel",
+    blocking=True,
 )
 def mmm_panel_expectations(warehouse: Warehouse) -> dg.AssetCheckResult:
     """Suite expectations/mmm_panel.json on the weekly panel every MMM fit reads."""

@@ -35,7 +35,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if truth_path.exists() and not args.force:
         existing = json.loads(truth_path.read_text()).get("config")
         if existing == json.loads(json.dumps(config.to_dict(), default=str)):
-            _say(f"{out} already holds this simulation (same config and seed); use --force to rewrite it")
+            _say(
+                f"{out} already holds this simulation (same config and seed); use --force to rewrite it"
+            )
             return 0
         raise SystemExit(
             f"{out} holds a different simulation; pass --force to overwrite it or choose another --out"
@@ -55,7 +57,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Simulate (if needed), then run ingest_and_transform over every arrival day, and summarise."""
     import dagster as dg
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     from connectors.warehouse import WAREHOUSE_PATH_ENV, connect
     from models.ingestion.sources import SOURCES, received_date
@@ -74,47 +75,62 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not days:
         raise SystemExit(f"no event files under {landing}")
 
-    from orchestration.definitions import defs
+    from orchestration.pipeline import run_foundation
 
-    job = defs.resolve_job_def("ingest_and_transform")
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    _say(f"running {job.name} for arrival days {days[0]} .. {days[-1]} (warehouse {os.environ[WAREHOUSE_PATH_ENV]})")
-    started = time.time()
-    result = job.execute_in_process(
-        instance=instance,
-        tags={ASSET_PARTITION_RANGE_START_TAG: days[0].isoformat(), ASSET_PARTITION_RANGE_END_TAG: days[-1].isoformat()},
-        raise_on_error=False,
+    instance = (
+        dg.DagsterInstance.get()
+        if os.environ.get("DAGSTER_HOME")
+        else dg.DagsterInstance.ephemeral()
     )
+    _say(f"running ingest_events for arrival days {days[0]} .. {days[-1]}, then ingest_and_transform "
+         f"(warehouse {os.environ[WAREHOUSE_PATH_ENV]})")  # fmt: skip
+    started = time.time()
+    run = run_foundation(days[0], days[-1], instance=instance)
+    evaluations = run.check_evaluations()
     failed_checks = [
-        f"{e.event_specific_data.asset_key.to_user_string()}:{e.event_specific_data.check_name}"
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed
+        f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations if not e.passed
     ]
-    n_checks = sum(e.event_type_value == "ASSET_CHECK_EVALUATION" for e in result.all_events)
-    n_assets = len({e.asset_key for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"})
-    _say(f"run {result.run_id[:8]} {'succeeded' if result.success else 'FAILED'} in {time.time() - started:.0f}s: "
-         f"{n_assets} assets materialised, {n_checks} checks, {len(failed_checks)} failed {failed_checks[:5]}")  # fmt: skip
+    _say(
+        f"{'succeeded' if run.success else 'FAILED'} in {time.time() - started:.0f}s: "
+        f"{len(run.materialized())} assets materialised, {len(evaluations)} checks evaluated, "
+        f"{len(failed_checks)} failed {failed_checks[:5]}"
+    )
+    if run.transform is None:
+        _say(
+            "the events run failed, so nothing downstream was built; see the run in the UI (make ui)"
+        )
+        return 1
 
     truth = json.loads((sim_dir / TRUTH_FILE).read_text())
     with connect(os.environ[WAREHOUSE_PATH_ENV]) as conn:
         print("\nSpend by channel (warehouse vs simulator truth, USD):")
-        spend = dict(conn.execute("select channel, sum(spend_usd) from marts.mart_channel_geo_daily group by 1").fetchall())
+        spend = dict(
+            conn.execute(
+                "select channel, sum(spend_usd) from marts.mart_channel_geo_daily group by 1"
+            ).fetchall()
+        )
         for ch, t in truth["channels"].items():
             print(f"  {ch:<8} {spend.get(ch, 0):>14,.2f}  truth {t['spend_reported_usd']:>14,.2f}")
         print("Quarantined rows by source (warehouse vs injected):")
-        q = dict(conn.execute("select source, count(*) from quarantine.rejected_rows group by 1").fetchall())
+        q = dict(
+            conn.execute(
+                "select source, count(*) from quarantine.rejected_rows group by 1"
+            ).fetchall()
+        )
         for src, n in truth["expected_quarantine"].items():
             print(f"  {src:<16} {q.get(src, 0):>6}  injected {n:>6}")
         print("Marts:")
         for (name,) in conn.execute(
             "select table_name from information_schema.tables where table_schema = 'marts' order by 1"
         ).fetchall():
-            print(f"  marts.{name:<28} {conn.execute(f'select count(*) from marts.{name}').fetchone()[0]:>9,} rows")
+            print(
+                f"  marts.{name:<28} {conn.execute(f'select count(*) from marts.{name}').fetchone()[0]:>9,} rows"
+            )
     print(
         f"\nWarehouse: {os.environ[WAREHOUSE_PATH_ENV]} (open it with duckdb or any BI tool that reads DuckDB)\n"
         "Open the Dagster UI on http://127.0.0.1:3000 with:  make ui"
     )
-    return 0 if result.success else 1
+    return 0 if run.success else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,18 +140,28 @@ def main(argv: list[str] | None = None) -> int:
     def sim_options(p: argparse.ArgumentParser) -> None:
         defaults = SimulationConfig()
         p.add_argument("--seed", type=int, default=defaults.seed)
-        p.add_argument("--start-date", default=defaults.start_date.isoformat(), help="a Monday (YYYY-MM-DD)")
+        p.add_argument(
+            "--start-date", default=defaults.start_date.isoformat(), help="a Monday (YYYY-MM-DD)"
+        )
         p.add_argument("--weeks", type=int, default=defaults.weeks)
         p.add_argument("--geos", type=int, default=defaults.geos)
-        p.add_argument("--events", type=int, default=defaults.events, help="approximate tracking events")
+        p.add_argument(
+            "--events", type=int, default=defaults.events, help="approximate tracking events"
+        )
 
-    p_sim = sub.add_parser("simulate", help="write a simulated advertiser's landing files and truth.json")
+    p_sim = sub.add_parser(
+        "simulate", help="write a simulated advertiser's landing files and truth.json"
+    )
     sim_options(p_sim)
     p_sim.add_argument("--out", default=str(DEFAULT_DATA_DIR / "sim"))
-    p_sim.add_argument("--force", action="store_true", help="overwrite a different simulation in --out")
+    p_sim.add_argument(
+        "--force", action="store_true", help="overwrite a different simulation in --out"
+    )
     p_sim.set_defaults(func=cmd_simulate)
 
-    p_demo = sub.add_parser("demo", help="simulate, then run the whole asset graph on the embedded defaults")
+    p_demo = sub.add_parser(
+        "demo", help="simulate, then run the whole asset graph on the embedded defaults"
+    )
     sim_options(p_demo)
     p_demo.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     p_demo.set_defaults(func=cmd_demo)

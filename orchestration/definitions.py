@@ -5,9 +5,9 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import dbt, ingestion, quality
-from orchestration.jobs import ingest_and_transform_job, ingest_and_transform_schedule, ingest_sources_job
-from orchestration.sensors import landing_sensor
+from orchestration.jobs import ingest_and_transform_job, ingest_events_job, ingest_events_schedule
 from orchestration.resources import build_resources
+from orchestration.sensors import landing_sensor, transform_after_events
 
 defs = dg.Definitions(
     assets=[
@@ -18,8 +18,8 @@ defs = dg.Definitions(
         dbt.dbt_mart_models,
     ],
     asset_checks=[*ingestion.reconciliation_checks, *quality.quality_checks],
-    jobs=[ingest_and_transform_job, ingest_sources_job],
-    schedules=[ingest_and_transform_schedule],
-    sensors=[landing_sensor],
+    jobs=[ingest_events_job, ingest_and_transform_job],
+    schedules=[ingest_events_schedule],
+    sensors=[landing_sensor, transform_after_events],
     resources=build_resources(),
 )

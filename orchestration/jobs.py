@@ -1,38 +1,43 @@
 """Jobs and schedules. DuckDB has one writer, so jobs run their steps in one process and
-runs are queued one at a time per warehouse (tag `adloop/warehouse`, see deploy/dagster.yaml)."""
+runs are queued one at a time per warehouse (tag `adloop/warehouse`, see deploy/dagster.yaml).
+
+Events and everything else run as two jobs: Dagster plans every asset of a partitioned run
+once per partition, so a two-year events backfill that also carried the ~20 unpartitioned
+models and their ~100 checks wrote tens of thousands of planning events before its first step.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from assets.partitions import events_partitions
-
 FOUNDATION_GROUPS = ("ingestion", "staging", "intermediate", "marts")
 WAREHOUSE_TAG = {"adloop/warehouse": "duckdb"}
-_foundation = dg.AssetSelection.groups(*FOUNDATION_GROUPS)
-_event_assets = dg.AssetSelection.assets(dg.AssetKey(["raw", "tracking_events"])) | dg.AssetSelection.assets(
-    dg.AssetKey(["staging", "stg_tracking__events"])
+
+# Event staging converts revenue with the day's exchange rate, so the (small) fx table loads with it.
+EVENT_ASSETS = dg.AssetSelection.assets(
+    dg.AssetKey(["raw", "tracking_events"]),
+    dg.AssetKey(["raw", "fx_rates"]),
+    dg.AssetKey(["staging", "stg_tracking__events"]),
+)
+
+ingest_events_job = dg.define_asset_job(
+    name="ingest_events",
+    selection=EVENT_ASSETS,
+    executor_def=dg.in_process_executor,
+    tags=WAREHOUSE_TAG,
+    description="Load the tracking-event files of the selected arrival days (and changed exchange rates) "
+    "into raw, quarantining bad lines, gate them with the raw-events expectations, and stage them incrementally with dbt.",
 )
 
 ingest_and_transform_job = dg.define_asset_job(
     name="ingest_and_transform",
-    selection=_foundation,
-    partitions_def=events_partitions,
+    selection=dg.AssetSelection.groups(*FOUNDATION_GROUPS) - EVENT_ASSETS,
     executor_def=dg.in_process_executor,
     tags=WAREHOUSE_TAG,
-    description="Load the landing files of the selected arrival days and every changed source file "
-    "into raw, then build staging, intermediate and marts with dbt, gated by the quality checks.",
+    description="Load changed ad-platform reports, CRM orders and reference files into raw, then build "
+    "staging, intermediate and marts with dbt, gated by the conformed-spend and panel expectations.",
 )
 
-ingest_sources_job = dg.define_asset_job(
-    name="ingest_sources",
-    selection=_foundation - _event_assets,
-    executor_def=dg.in_process_executor,
-    tags=WAREHOUSE_TAG,
-    description="Reload changed non-event sources (ad reports, CRM, reference files) and rebuild "
-    "everything downstream of them; event partitions are left as they are.",
-)
-
-ingest_and_transform_schedule = dg.build_schedule_from_partitioned_job(
-    ingest_and_transform_job, hour_of_day=2, minute_of_hour=0
+ingest_events_schedule = dg.build_schedule_from_partitioned_job(
+    ingest_events_job, hour_of_day=2, minute_of_hour=0
 )

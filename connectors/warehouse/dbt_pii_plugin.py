@@ -25,12 +25,21 @@ def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
     return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
 
 
+def set_pads(conn) -> None:
+    key = os.environ.get(PII_KEY_ENV)
+    if not key:
+        # Models that do not hash still build; `pii_hash` itself fails with a clear error.
+        return
+    inner, outer = hmac_pads(key.encode())
+    conn.execute("set variable adloop_pii_ipad = ?", [inner])
+    conn.execute("set variable adloop_pii_opad = ?", [outer])
+
+
 class Plugin(BasePlugin):
+    # DuckDB variables belong to a session and each dbt-duckdb cursor is its own session.
     def configure_connection(self, conn) -> None:
-        key = os.environ.get(PII_KEY_ENV)
-        if not key:
-            # Models that do not hash still build; `pii_hash` itself fails with a clear error.
-            return
-        inner, outer = hmac_pads(key.encode())
-        conn.execute("set variable adloop_pii_ipad = ?", [inner])
-        conn.execute("set variable adloop_pii_opad = ?", [outer])
+        set_pads(conn)
+
+    def configure_cursor(self, cursor):
+        set_pads(cursor)
+        return cursor

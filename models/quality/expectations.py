@@ -46,7 +46,10 @@ class SuiteOutcome:
             f"({(o.unexpected_percent or 0):.2f}%), e.g. {o.examples[:3]}"
             for o in self.failed
         ]
-        return f"{self.suite}: {len(self.failed)} of {len(self.outcomes)} expectations failed: " + "; ".join(parts)
+        return (
+            f"{self.suite}: {len(self.failed)} of {len(self.outcomes)} expectations failed: "
+            + "; ".join(parts)
+        )
 
 
 def load_suite(name: str, directory: Path = EXPECTATIONS_DIR) -> dict:
@@ -77,12 +80,17 @@ def validate(df: pd.DataFrame, name: str, directory: Path = EXPECTATIONS_DIR) ->
     )
     suite = gx.ExpectationSuite(name=spec.get("name", name))
     for exp in spec["expectations"]:
-        suite.add_expectation_configuration(ExpectationConfiguration(type=exp["type"], kwargs=exp["kwargs"]))
+        suite.add_expectation_configuration(
+            ExpectationConfiguration(type=exp["type"], kwargs=exp["kwargs"])
+        )
     result = batch.validate(suite)
     outcomes = []
     for r in result.results:
         res = r.result or {}
-        examples = [None if isinstance(v, float) and pd.isna(v) else v for v in res.get("partial_unexpected_list") or []]
+        examples = [
+            None if isinstance(v, float) and pd.isna(v) else v
+            for v in res.get("partial_unexpected_list") or []
+        ]
         outcomes.append(
             ExpectationOutcome(
                 expectation=r.expectation_config.type,

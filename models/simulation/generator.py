@@ -642,7 +642,11 @@ def _write_events(events: pd.DataFrame, landing: Path, days, config, rng, log) -
     delay = rng.integers(1, 4, n)
     late &= arrival + delay <= D - 1
     arrival[late] += delay[late]
-    lines = events.drop(columns=["_day", "_true_day"]).to_json(orient="records", lines=True).splitlines()
+    lines = (
+        events.drop(columns=["_day", "_true_day"])
+        .to_json(orient="records", lines=True)
+        .splitlines()
+    )
     lines = np.array(lines, dtype=object)
     extra = rng.random(n) < dirt.extra_field_events
     lines[extra] = [s[:-1] + ',"sdk_debug":{"build":"7.3.1","queue":2}}' for s in lines[extra]]

@@ -1,0 +1,52 @@
+"""Run the foundation in-process the way the sensors chain it: events for a range of arrival
+days, then, only if they landed and passed their gate, everything downstream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import dagster as dg
+
+from orchestration.jobs import ingest_and_transform_job, ingest_events_job
+from orchestration.sensors import partition_range_tags
+
+
+@dataclass
+class PipelineRun:
+    events: dg.ExecuteInProcessResult
+    transform: dg.ExecuteInProcessResult | None  # None when the events run failed its gate
+
+    @property
+    def success(self) -> bool:
+        return self.events.success and self.transform is not None and self.transform.success
+
+    @property
+    def results(self) -> list[dg.ExecuteInProcessResult]:
+        return [r for r in (self.events, self.transform) if r is not None]
+
+    def events_of(self, event_type: str) -> list:
+        return [e for r in self.results for e in r.all_events if e.event_type_value == event_type]
+
+    def materialized(self) -> set[str]:
+        return {e.asset_key.to_user_string() for e in self.events_of("ASSET_MATERIALIZATION")}
+
+    def check_evaluations(self) -> list:
+        return [e.event_specific_data for e in self.events_of("ASSET_CHECK_EVALUATION")]
+
+
+def run_foundation(
+    first: date, last: date, instance: dg.DagsterInstance | None = None
+) -> PipelineRun:
+    from orchestration.definitions import defs
+
+    instance = instance or dg.DagsterInstance.ephemeral()
+    events = defs.resolve_job_def(ingest_events_job.name).execute_in_process(
+        instance=instance, tags=partition_range_tags(first, last), raise_on_error=False
+    )
+    transform = None
+    if events.success:
+        transform = defs.resolve_job_def(ingest_and_transform_job.name).execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+    return PipelineRun(events=events, transform=transform)
