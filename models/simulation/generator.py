@@ -14,7 +14,7 @@ Layout under the output folder:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -38,6 +38,7 @@ from models.simulation.market import (
 )
 
 TRUTH_FILE = "truth.json"
+EVENT_BLOCK = 400_000  # events expanded and written at a time
 LANDING_DIR = "landing"
 
 _ACCOUNTS = {"google_ads": "4815162342", "meta": "1029384756", "offline": "agency-hmg"}
@@ -455,7 +456,7 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
         "counts": {
             "orders_completed": int(N),
             "orders_cancelled": int(n_cancel),
-            "events_unique": len(events),
+            "events_unique": dirt_counts["tracking_events"]["events_written"],
             "days": D,
         },
         "dirt": dirt_counts,
@@ -494,8 +495,9 @@ def _write_monthly_csv(
 def _tracking_events(
     config, rng, geos, days, day0, offsets, campaigns, creatives, o_ids, o_user, o_epoch, o_usd, o_cur,
     o_amount, user_geo, anon_ids, user_ids, emails, ips, devices, platforms, user_consent, geo_share,
-) -> pd.DataFrame:  # fmt: skip
-    """Sessions of page views, ad clicks and purchases; a sample of CRM orders is tracked."""
+) -> Iterator[pd.DataFrame]:  # fmt: skip
+    """Sessions of page views, ad clicks and purchases; a sample of CRM orders is tracked.
+    Yields the events in blocks of about EVENT_BLOCK, in time order."""
     E, D = config.events, len(days)
     N = len(o_user)
     n_track = min(int(0.8 * N), int(0.35 * E / 4.55))
@@ -557,9 +559,37 @@ def _tracking_events(
                 rng.choice(len(cr_list), size=len(sel), p=cr_shares / cr_shares.sum())
             ]
 
-    # Expand sessions into events.
-    sess = np.repeat(np.arange(S), s_count)
-    first = np.repeat(np.cumsum(s_count) - s_count, s_count)
+    locals_ = dict(locals())
+    # Expand sessions into events, a block of sessions at a time (time order), so memory stays
+    # flat however many events are asked for.
+    by_time = np.argsort(s_start, kind="stable")
+    ends = np.cumsum(s_count[by_time])
+    block_bounds = (
+        np.searchsorted(ends, np.arange(EVENT_BLOCK, ends[-1] + EVENT_BLOCK, EVENT_BLOCK))
+        if S
+        else []
+    )
+    lo = 0
+    for hi in [*block_bounds, S]:
+        hi = min(int(hi) + 1, S)
+        if hi <= lo:
+            continue
+        yield _expand_sessions(by_time[lo:hi], rng, locals_)
+        lo = hi
+
+
+def _expand_sessions(sel: np.ndarray, rng: np.random.Generator, v: dict) -> pd.DataFrame:
+    """Events of the sessions `sel`, sorted by day and time."""
+    s_count, s_click, s_start, s_gap, s_user, s_channel = (
+        v["s_count"], v["s_click"], v["s_start"], v["s_gap"], v["s_user"], v["s_channel"]
+    )  # fmt: skip
+    click_channels, order_idx, o_amount, o_cur, o_ids = (
+        v["click_channels"], v["order_idx"], v["o_amount"], v["o_cur"], v["o_ids"]
+    )  # fmt: skip
+    user_geo, offsets, geos, day0, D = v["user_geo"], v["offsets"], v["geos"], v["day0"], v["D"]
+    counts = s_count[sel]
+    sess = np.repeat(sel, counts)
+    first = np.repeat(np.cumsum(counts) - counts, counts)
     pos = np.arange(len(sess)) - first
     click = s_click[sess]
     page_pos = pos - click.astype(int)
@@ -606,25 +636,25 @@ def _tracking_events(
             "event_id": _hex_ids(rng, n_ev, "", 16),
             "event_type": etype,
             "event_ts": _fmt_ts(epoch, offsets[g]),
-            "anonymous_id": anon_ids[user],
-            "user_id": user_ids[user],
-            "session_id": s_ids[sess],
-            "platform": platforms[user],
+            "anonymous_id": v["anon_ids"][user],
+            "user_id": v["user_ids"][user],
+            "session_id": v["s_ids"][sess],
+            "platform": v["platforms"][user],
             "page_url": page_url,
             "utm_source": utm_source,
             "utm_medium": utm_medium,
-            "utm_campaign": np.where(is_click, s_campaign_name[sess], None),
+            "utm_campaign": np.where(is_click, v["s_campaign_name"][sess], None),
             "click_id": click_id,
-            "campaign_id": np.where(is_click, s_campaign[sess], None),
-            "creative_id": np.where(is_click, s_creative[sess], None),
+            "campaign_id": np.where(is_click, v["s_campaign"][sess], None),
+            "creative_id": np.where(is_click, v["s_creative"][sess], None),
             "geo": geo_arr[g],
-            "device": devices[user],
+            "device": v["devices"][user],
             "revenue": revenue,
             "currency": currency,
             "order_id": order_col,
-            "consent_string": user_consent[user],
-            "email": np.where(carries_email, emails[user], None),
-            "ip": ips[user],
+            "consent_string": v["user_consent"][user],
+            "email": np.where(carries_email, v["emails"][user], None),
+            "ip": v["ips"][user],
         }
     )
     df["_true_day"] = ((epoch - day0) // 86400).astype(int)
@@ -632,55 +662,70 @@ def _tracking_events(
     return df.sort_values(["_day", "event_ts"], kind="stable").reset_index(drop=True)
 
 
-def _write_events(events: pd.DataFrame, landing: Path, days, config, rng, log) -> dict:
-    """One JSON Lines file per arrival day, with duplicates, late arrivals and broken lines."""
+def _write_events(blocks: Iterable[pd.DataFrame], landing: Path, days, config, rng, log) -> dict:
+    """One JSON Lines file per arrival day, with duplicates, late arrivals and broken lines.
+
+    Blocks come in time order; a late event may land in a later day's file, so files are
+    appended to, after being emptied first.
+    """
     D = len(days)
     dirt = config.dirt
-    n = len(events)
-    arrival = events["_day"].to_numpy().copy()
-    late = rng.random(n) < dirt.late_events
-    delay = rng.integers(1, 4, n)
-    late &= arrival + delay <= D - 1
-    arrival[late] += delay[late]
-    lines = (
-        events.drop(columns=["_day", "_true_day"])
-        .to_json(orient="records", lines=True)
-        .splitlines()
-    )
-    lines = np.array(lines, dtype=object)
-    extra = rng.random(n) < dirt.extra_field_events
-    lines[extra] = [s[:-1] + ',"sdk_debug":{"build":"7.3.1","queue":2}}' for s in lines[extra]]
-    dup = rng.random(n) < dirt.duplicate_events
-    broken = rng.random(n) < dirt.malformed_lines
-
-    order = np.argsort(arrival, kind="stable")
-    bounds = np.searchsorted(arrival[order], np.arange(D + 1))
     root = landing / "events"
-    for d in range(D):
-        idx = order[bounds[d] : bounds[d + 1]]
-        out: list[str] = []
-        for i in idx:
-            s = lines[i]
-            out.append(s)
-            if dup[i]:
-                out.append(s)  # a tracker retry: the same event, byte for byte
-            if broken[i]:
-                cut = int(rng.integers(10, max(11, len(s) - 2)))
-                out.append(s[:cut])  # a write cut short; the full event is still delivered
-        folder = root / f"date={days[d].isoformat()}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "events.jsonl").write_text("\n".join(out) + ("\n" if out else ""))
-        if d % 90 == 0:
-            log(f"  events: day {d + 1}/{D}")
-    return {
-        "events_written": int(n),
-        "duplicate_lines": int(dup.sum()),
+    files = [root / f"date={d.isoformat()}" / "events.jsonl" for d in days]
+    for f in files:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("")
+    totals = dict.fromkeys(
+        (
+            "events_written",
+            "duplicate_lines",
+            "late_events",
+            "malformed_lines",
+            "extra_field_events",
+            "lines_total",
+        ),
+        0,
+    )
+    for events in blocks:
+        n = len(events)
+        arrival = events["_day"].to_numpy().copy()
+        late = rng.random(n) < dirt.late_events
+        delay = rng.integers(1, 4, n)
+        late &= arrival + delay <= D - 1
+        arrival[late] += delay[late]
+        lines = np.array(
+            events.drop(columns=["_day", "_true_day"])
+            .to_json(orient="records", lines=True)
+            .splitlines(),
+            dtype=object,
+        )
+        extra = rng.random(n) < dirt.extra_field_events
+        lines[extra] = [s[:-1] + ',"sdk_debug":{"build":"7.3.1","queue":2}}' for s in lines[extra]]
+        dup = rng.random(n) < dirt.duplicate_events
+        broken = rng.random(n) < dirt.malformed_lines
+        order = np.argsort(arrival, kind="stable")
+        bounds = np.searchsorted(arrival[order], np.arange(D + 1))
+        for d in np.unique(arrival):
+            out: list[str] = []
+            for i in order[bounds[d] : bounds[d + 1]]:
+                s = lines[i]
+                out.append(s)
+                if dup[i]:
+                    out.append(s)  # a tracker retry: the same event, byte for byte
+                if broken[i]:
+                    cut = int(rng.integers(10, max(11, len(s) - 2)))
+                    out.append(s[:cut])  # a write cut short; the full event is still delivered
+            with files[d].open("a") as fh:
+                fh.write("\n".join(out) + "\n")
+        totals["events_written"] += n
+        totals["duplicate_lines"] += int(dup.sum())
         # Late = arriving after its UTC day; sessions that began just before the first day count too.
-        "late_events": int((arrival > events["_true_day"].to_numpy()).sum()),
-        "malformed_lines": int(broken.sum()),
-        "extra_field_events": int(extra.sum()),
-        "lines_total": int(n + dup.sum() + broken.sum()),
-    }
+        totals["late_events"] += int((arrival > events["_true_day"].to_numpy()).sum())
+        totals["malformed_lines"] += int(broken.sum())
+        totals["extra_field_events"] += int(extra.sum())
+        totals["lines_total"] += int(n + dup.sum() + broken.sum())
+        log(f"  events: {totals['events_written']:,} written")
+    return totals
 
 
 def _performance_rows(config, rng, leaves, leaf_cents, geos) -> dict[str, pd.DataFrame]:
@@ -764,25 +809,13 @@ def _write_spend(perf: dict[str, pd.DataFrame], landing: Path, config, rng, fx):
                     "_day": df["_day"],
                 }
             )
-            for ch, v in (df.groupby("_channel")["_cents"].sum() / 100.0).items():
-                spend_truth[ch] += float(v)
-            out, counts[key] = _inject_spend_dirt(
-                out,
-                "metrics.cost_micros",
-                rng,
-                dirt.negative_spend_rows,
-                dirt.missing_spend_rows,
-                lambda v: -int(v),
-            )
-            _write_monthly_csv(out.drop(columns="_day"), out["_day"].to_numpy(), days, landing / "google_ads",
-                               "ad_performance")  # fmt: skip
+            reported = df["_cents"].to_numpy() / 100.0
+            spend_col, negate = "metrics.cost_micros", lambda v: -int(v)
         elif platform == "meta":
             cur = config.meta_account_currency
             rate = fx[cur][df["_day"].to_numpy()]
             spend_str = [f"{c / 100.0 / r:.2f}" for c, r in zip(df["_cents"], rate, strict=True)]
             reported = np.array([float(s) for s in spend_str]) * rate
-            for ch, v in pd.Series(reported).groupby(df["_channel"].to_numpy()).sum().items():
-                spend_truth[ch] += float(v)
             value_str = [f"{v / r:.2f}" for v, r in zip(df["value"], rate, strict=True)]
             out = pd.DataFrame(
                 {
@@ -803,14 +836,32 @@ def _write_spend(perf: dict[str, pd.DataFrame], landing: Path, config, rng, fx):
                     "_day": df["_day"],
                 }
             )
-            out, counts[key] = _inject_spend_dirt(
-                out,
-                "spend",
-                rng,
-                dirt.negative_spend_rows,
-                dirt.missing_spend_rows,
-                lambda v: "-" + v,
+            spend_col, negate = "spend", lambda v: "-" + v
+        else:
+            out = pd.DataFrame(
+                {
+                    "date": day_iso[df["_day"]],
+                    "channel": df["_channel"],
+                    "geo": df["_geo"],
+                    "vendor": np.where(
+                        df["_channel"] == "tv", "Harbor Media Group", "Sendwell ESP"
+                    ),
+                    "campaign_id": df["campaign_id"],
+                    "spend": [f"{c / 100.0:.2f}" for c in df["_cents"]],
+                    "currency": "USD",
+                    "_day": df["_day"],
+                }
             )
+            reported = df["_cents"].to_numpy() / 100.0
+            spend_col, negate = "spend", lambda v: "-" + v
+
+        # The truth is what the files say, converted as the warehouse converts it.
+        for ch, v in pd.Series(reported).groupby(df["_channel"].to_numpy()).sum().items():
+            spend_truth[ch] += float(v)
+        out, counts[key] = _inject_spend_dirt(
+            out, spend_col, rng, dirt.negative_spend_rows, dirt.missing_spend_rows, negate
+        )
+        if platform == "meta":
             folder = landing / "meta_ads"
             folder.mkdir(parents=True, exist_ok=True)
             months = _month_keys(out["_day"].to_numpy(), days)
@@ -827,30 +878,10 @@ def _write_spend(perf: dict[str, pd.DataFrame], landing: Path, config, rng, fx):
                 doc = {"data": items, "paging": {"cursors": {"before": "MAZDZD", "after": "MjQZD"}}}
                 (folder / f"insights_{month}.json").write_text(json.dumps(doc))
         else:
-            out = pd.DataFrame(
-                {
-                    "date": day_iso[df["_day"]],
-                    "channel": df["_channel"],
-                    "geo": df["_geo"],
-                    "vendor": np.where(
-                        df["_channel"] == "tv", "Harbor Media Group", "Sendwell ESP"
-                    ),
-                    "campaign_id": df["campaign_id"],
-                    "spend": [f"{c / 100.0:.2f}" for c in df["_cents"]],
-                    "currency": "USD",
-                    "_day": df["_day"],
-                }
+            folder, stem = (
+                (landing / "google_ads", "ad_performance")
+                if platform == "google_ads"
+                else (landing / "offline_media", "spend")
             )
-            for ch, v in (df.groupby("_channel")["_cents"].sum() / 100.0).items():
-                spend_truth[ch] += float(v)
-            out, counts[key] = _inject_spend_dirt(
-                out,
-                "spend",
-                rng,
-                dirt.negative_spend_rows,
-                dirt.missing_spend_rows,
-                lambda v: "-" + v,
-            )
-            _write_monthly_csv(out.drop(columns="_day"), out["_day"].to_numpy(), days, landing / "offline_media",
-                               "spend")  # fmt: skip
+            _write_monthly_csv(out.drop(columns="_day"), out["_day"].to_numpy(), days, folder, stem)
     return spend_truth, counts["google_ads"], counts["meta_ads"], counts["offline_media"]
