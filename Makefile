@@ -13,6 +13,7 @@ export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
 VENV := .venv
 BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
 MANIFEST := dbt_project/target/manifest.json
 
 .PHONY: help setup prepare demo test test-fast ui lint format bench clean

@@ -2,6 +2,7 @@
 the MMM panel. When one fails, nothing downstream of it materialises in that run."""
 
 import dagster as dg
+import pandas as pd
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -41,6 +42,12 @@ def _result(outcome: SuiteOutcome) -> dg.AssetCheckResult:
     )
 
 
+def _frame(warehouse: Warehouse, sql: str, params: list | None = None) -> pd.DataFrame:
+    """Query into Arrow-backed pandas: a third of the memory of object columns, same speed in GE."""
+    with warehouse.connect() as conn:
+        return conn.execute(sql, params or []).to_arrow_table().to_pandas(types_mapper=pd.ArrowDtype)
+
+
 def _run_days(context: dg.AssetCheckExecutionContext) -> tuple[str, str] | None:
     """The arrival days this run loaded, from its partition tags; None for an unpartitioned run."""
     tags = context.run.tags
@@ -62,12 +69,12 @@ def raw_events_expectations(
     """Suite expectations/raw_tracking_events.json on the events of the arrival days in this run."""
     days = _run_days(context)
     where, params = ("where _received_date between ? and ?", list(days)) if days else ("", [])
-    with warehouse.connect() as conn:
-        df = conn.execute(
-            f"""select event_id, event_type, geo, platform, session_id, revenue, currency
-                from raw.tracking_events {where}""",
-            params,
-        ).df()
+    df = _frame(
+        warehouse,
+        f"""select event_id, event_type, geo, platform, session_id, revenue, currency
+            from raw.tracking_events {where}""",
+        params,
+    )
     return _result(validate(df, "raw_tracking_events"))
 
 
@@ -77,8 +84,7 @@ def raw_events_expectations(
 )  # fmt: skip
 def conformed_spend_expectations(warehouse: Warehouse) -> dg.AssetCheckResult:
     """Suite expectations/conformed_spend.json on all conformed ad spend; blocks the marts."""
-    with warehouse.connect() as conn:
-        df = conn.execute("select * from intermediate.int_ad_spend__conformed").df()
+    df = _frame(warehouse, "select * from intermediate.int_ad_spend__conformed")
     return _result(validate(df, "conformed_spend"))
 
 
@@ -89,8 +95,7 @@ def conformed_spend_expectations(warehouse: Warehouse) -> dg.AssetCheckResult:
 )
 def mmm_panel_expectations(warehouse: Warehouse) -> dg.AssetCheckResult:
     """Suite expectations/mmm_panel.json on the weekly panel every MMM fit reads."""
-    with warehouse.connect() as conn:
-        df = conn.execute("select * from marts.mart_mmm_weekly_panel").df()
+    df = _frame(warehouse, "select * from marts.mart_mmm_weekly_panel")
     return _result(validate(df, "mmm_panel"))
 
 

@@ -33,23 +33,24 @@ FLOOR_SQL = REPO / "bench" / "floor_query.sql"
 def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     """Wall seconds, peak RSS bytes of the process tree, and its stdout."""
     # Output goes to files: a pipe nobody reads until the end fills up and blocks the child.
-    out_f = tempfile.TemporaryFile(mode="w+")
-    err_f = tempfile.TemporaryFile(mode="w+")
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=out_f, stderr=err_f, text=True, cwd=REPO)
-    ps = psutil.Process(proc.pid)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            rss = ps.memory_info().rss + sum(c.memory_info().rss for c in ps.children(recursive=True))
-            peak = max(peak, rss)
-        except psutil.Error:
-            pass
-        time.sleep(0.1)
-    elapsed = time.perf_counter() - started
-    out_f.seek(0)
-    err_f.seek(0)
-    out, err = out_f.read(), err_f.read()
+    with tempfile.TemporaryFile(mode="w+") as out_f, tempfile.TemporaryFile(mode="w+") as err_f:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=out_f, stderr=err_f, text=True, cwd=REPO)
+        ps = psutil.Process(proc.pid)
+        peak = 0
+        while proc.poll() is None:
+            try:
+                rss = ps.memory_info().rss + sum(
+                    c.memory_info().rss for c in ps.children(recursive=True)
+                )
+                peak = max(peak, rss)
+            except psutil.Error:
+                pass
+            time.sleep(0.1)
+        elapsed = time.perf_counter() - started
+        out_f.seek(0)
+        err_f.seek(0)
+        out, err = out_f.read(), err_f.read()
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd} failed ({proc.returncode}):\n{err[-4000:]}")
     return elapsed, peak, out
@@ -85,7 +86,9 @@ def child_floor(landing: str, out_db: str) -> None:
 def compare(warehouse: Path, floor_db: Path) -> dict:
     import duckdb
 
-    totals = "select round(sum(spend_usd), 2), sum(clicks), sum(tracked_ad_clicks), count(*) from {}"
+    totals = (
+        "select round(sum(spend_usd), 2), sum(clicks), sum(tracked_ad_clicks), count(*) from {}"
+    )
     with duckdb.connect(str(warehouse), read_only=True) as c:
         mart = c.execute(totals.format("marts.mart_channel_geo_daily")).fetchone()
     with duckdb.connect(str(floor_db), read_only=True) as c:
@@ -94,15 +97,22 @@ def compare(warehouse: Path, floor_db: Path) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="1000000,5000000", help="tracking events per run, comma-separated")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes", default="1000000,5000000", help="tracking events per run, comma-separated"
+    )
     parser.add_argument("--workdir", default=str(REPO / "data" / "bench"))
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "ingest_transform.json"))
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    base_env = {**os.environ, "ADLOOP_PII_HASH_KEY": os.environ.get("ADLOOP_PII_HASH_KEY", "bench-key-not-secret")}
+    base_env = {
+        **os.environ,
+        "ADLOOP_PII_HASH_KEY": os.environ.get("ADLOOP_PII_HASH_KEY", "bench-key-not-secret"),
+    }
     results = []
     for n in sizes:
         sim = work / f"sim_{n}"
@@ -116,12 +126,20 @@ def main() -> int:
         landing = str(sim / "landing")
         with tempfile.TemporaryDirectory(dir=work) as tmp:
             warehouse = Path(tmp) / "warehouse.duckdb"
-            env = {**base_env, "ADLOOP_WAREHOUSE_PATH": str(warehouse), "ADLOOP_LANDING_PATH": landing}
+            env = {
+                **base_env,
+                "ADLOOP_WAREHOUSE_PATH": str(warehouse),
+                "ADLOOP_LANDING_PATH": landing,
+            }
             print(f"[bench] {n:,} events: pipeline", flush=True)
-            p_time, p_peak, p_out = measure([sys.executable, __file__, "--child-pipeline", landing], env)
+            p_time, p_peak, p_out = measure(
+                [sys.executable, __file__, "--child-pipeline", landing], env
+            )
             floor_db = Path(tmp) / "floor.duckdb"
             print(f"[bench] {n:,} events: floor query", flush=True)
-            f_time, f_peak, _ = measure([sys.executable, __file__, "--child-floor", landing, str(floor_db)], env)
+            f_time, f_peak, _ = measure(
+                [sys.executable, __file__, "--child-floor", landing, str(floor_db)], env
+            )
             check = compare(warehouse, floor_db)
         row = {
             "events": n,
@@ -138,7 +156,10 @@ def main() -> int:
             "totals": check,
         }
         results.append(row)
-        print(f"[bench] {json.dumps({k: v for k, v in row.items() if k not in ('steps_s', 'totals')})}", flush=True)
+        print(
+            f"[bench] {json.dumps({k: v for k, v in row.items() if k not in ('steps_s', 'totals')})}",
+            flush=True,
+        )
         if not check["agree"]:
             print(f"[bench] WARNING: pipeline and floor marts differ: {check}", flush=True)
     if len(results) > 1:
@@ -150,7 +171,9 @@ def main() -> int:
         growth = {}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"results": results, "growth": growth}, indent=2) + "\n")
-    print("\n| events | pipeline s | floor s | ratio | pipeline events/s | peak MB pipeline / floor | marts agree |")
+    print(
+        "\n| events | pipeline s | floor s | ratio | pipeline events/s | peak MB pipeline / floor | marts agree |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['events']:,} | {r['pipeline_s']} | {r['floor_s']} | {r['ratio']}x | {r['pipeline_events_per_s']:,} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -14,9 +15,16 @@ from connectors.warehouse import WAREHOUSE_PATH_ENV
 
 
 def dbt_executable() -> str:
-    """The venv's dbt: DbtCliResource refuses to start when dbt is not on PATH."""
-    candidate = Path(sys.executable).with_name("dbt")
-    return str(candidate) if candidate.exists() else "dbt"
+    """The environment's dbt. DbtCliResource refuses to start when dbt is not on PATH, and
+    `dagster dev` may start code servers with the resolved interpreter rather than the venv's."""
+    for candidate in (
+        Path(sys.executable).with_name("dbt"),
+        Path(sys.prefix) / "bin" / "dbt",
+        Path(__file__).resolve().parents[1] / ".venv" / "bin" / "dbt",
+    ):
+        if candidate.exists():
+            return str(candidate)
+    return shutil.which("dbt") or "dbt"
 
 
 def build_resources() -> dict[str, object]:

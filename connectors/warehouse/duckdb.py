@@ -10,6 +10,8 @@ from pathlib import Path
 import duckdb
 
 WAREHOUSE_PATH_ENV = "ADLOOP_WAREHOUSE_PATH"
+MEMORY_LIMIT_ENV = "ADLOOP_DUCKDB_MEMORY_LIMIT"
+DEFAULT_MEMORY_LIMIT = "1GB"  # DuckDB would take 80% of RAM; with a limit it spills to disk
 SCHEMAS = (
     "raw",
     "quarantine",
@@ -44,7 +46,11 @@ def connect(
     p = warehouse_path(path)
     if not read_only:
         p.parent.mkdir(parents=True, exist_ok=True)
-    conn = duckdb.connect(str(p), read_only=read_only)
+    conn = duckdb.connect(
+        str(p),
+        read_only=read_only,
+        config={"memory_limit": os.environ.get(MEMORY_LIMIT_ENV, DEFAULT_MEMORY_LIMIT)},
+    )
     try:
         conn.execute("set TimeZone = 'UTC'")
         yield conn
