@@ -128,6 +128,25 @@ def test_users_without_consent_never_reach_user_level_models(graph_run):
         assert not keys & denied, f"{model} holds users without measurement consent"
 
 
+def test_tracked_ad_clicks_count_consented_unique_clicks(graph_run):
+    rows = q(
+        graph_run,
+        """select distinct e.event_id, e.consent_string from raw.tracking_events e
+           join raw.campaigns c using (campaign_id) where e.event_type = 'ad_click'""",
+    )
+
+    def measured(s):
+        try:
+            return s is not None and decode(s).allows(*MEASUREMENT_PURPOSES)
+        except ConsentStringError:
+            return False
+
+    expected = sum(measured(s) for _, s in rows)
+    (got,) = q(graph_run, "select sum(tracked_ad_clicks) from marts.mart_channel_geo_daily")[0]
+    assert 0 < expected < len(rows)  # some clicks come from users without consent
+    assert got == expected
+
+
 def test_rerunning_the_same_days_changes_nothing(graph_run, env_paths):
     def snapshot():
         return (
