@@ -45,7 +45,11 @@ def _result(outcome: SuiteOutcome) -> dg.AssetCheckResult:
 def _frame(warehouse: Warehouse, sql: str, params: list | None = None) -> pd.DataFrame:
     """Query into Arrow-backed pandas: a third of the memory of object columns, same speed in GE."""
     with warehouse.connect() as conn:
-        return conn.execute(sql, params or []).to_arrow_table().to_pandas(types_mapper=pd.ArrowDtype)
+        return (
+            conn.sql(sql, params=params or None)
+            .to_arrow_table()
+            .to_pandas(types_mapper=pd.ArrowDtype)
+        )
 
 
 def _run_days(context: dg.AssetCheckExecutionContext) -> tuple[str, str] | None:

@@ -85,7 +85,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _say(f"running ingest_events for arrival days {days[0]} .. {days[-1]}, then ingest_and_transform "
          f"(warehouse {os.environ[WAREHOUSE_PATH_ENV]})")  # fmt: skip
     started = time.time()
-    run = run_foundation(days[0], days[-1], instance=instance)
+    run = run_foundation(days[0], days[-1], instance=instance, log_level=args.log_level)
     evaluations = run.check_evaluations()
     failed_checks = [
         f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations if not e.passed
@@ -164,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     sim_options(p_demo)
     p_demo.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    p_demo.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="Dagster console logs",
+    )
     p_demo.set_defaults(func=cmd_demo)
 
     args = parser.parse_args(argv)

@@ -36,17 +36,22 @@ class PipelineRun:
 
 
 def run_foundation(
-    first: date, last: date, instance: dg.DagsterInstance | None = None
+    first: date, last: date, instance: dg.DagsterInstance | None = None, log_level: str = "DEBUG"
 ) -> PipelineRun:
+    """`log_level` sets the console; the run's full event log is stored either way."""
     from orchestration.definitions import defs
 
     instance = instance or dg.DagsterInstance.ephemeral()
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     events = defs.resolve_job_def(ingest_events_job.name).execute_in_process(
-        instance=instance, tags=partition_range_tags(first, last), raise_on_error=False
+        instance=instance,
+        tags=partition_range_tags(first, last),
+        run_config=run_config,
+        raise_on_error=False,
     )
     transform = None
     if events.success:
         transform = defs.resolve_job_def(ingest_and_transform_job.name).execute_in_process(
-            instance=instance, raise_on_error=False
+            instance=instance, run_config=run_config, raise_on_error=False
         )
     return PipelineRun(events=events, transform=transform)
