@@ -18,6 +18,10 @@ from models.simulation.generator import LANDING_DIR, TRUTH_FILE, simulate
 DEFAULT_DATA_DIR = Path("data")
 
 
+def _num(value: float) -> str:
+    return f"{value:,.2f}" if isinstance(value, float) else f"{value:,}"
+
+
 def _say(msg: str) -> None:
     print(f"[adloop {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -102,23 +106,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
 
     truth = json.loads((sim_dir / TRUTH_FILE).read_text())
+    print()
     with connect(os.environ[WAREHOUSE_PATH_ENV]) as conn:
-        print("\nSpend by channel (warehouse vs simulator truth, USD):")
-        spend = dict(
-            conn.execute(
-                "select channel, sum(spend_usd) from marts.mart_channel_geo_daily group by 1"
-            ).fetchall()
-        )
-        for ch, t in truth["channels"].items():
-            print(f"  {ch:<8} {spend.get(ch, 0):>14,.2f}  truth {t['spend_reported_usd']:>14,.2f}")
-        print("Quarantined rows by source (warehouse vs injected):")
-        q = dict(
-            conn.execute(
-                "select source, count(*) from quarantine.rejected_rows group by 1"
-            ).fetchall()
-        )
-        for src, n in truth["expected_quarantine"].items():
-            print(f"  {src:<16} {q.get(src, 0):>6}  injected {n:>6}")
+        reconciliations = (
+            ("Spend by channel (warehouse vs simulator truth, USD)", "truth",
+             "select channel, sum(spend_usd) from marts.mart_channel_geo_daily group by 1",
+             {ch: t["spend_reported_usd"] for ch, t in truth["channels"].items()}),
+            ("Quarantined rows by source (warehouse vs injected)", "injected",
+             "select source, count(*) from quarantine.rejected_rows group by 1", truth["expected_quarantine"]),
+        )  # fmt: skip
+        for title, label, sql, expected in reconciliations:
+            print(f"{title}:")
+            got = dict(conn.execute(sql).fetchall())
+            for key, want in expected.items():
+                print(f"  {key:<16} {_num(got.get(key, 0)):>16}  {label} {_num(want):>16}")
         print("Marts:")
         for (name,) in conn.execute(
             "select table_name from information_schema.tables where table_schema = 'marts' order by 1"
