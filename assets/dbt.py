@@ -6,7 +6,7 @@ data-quality check on an intermediate model thus stops the marts from being buil
 """
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,9 @@ from dagster_dbt import (
     dbt_assets,
 )
 
+from assets.metadata import preview
 from assets.partitions import events_partitions, partition_days
+from assets.resources import Warehouse
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 PARTITIONED_TAG = "partitioned_by_day"
@@ -68,6 +70,39 @@ def _manifest() -> Path:
     return path
 
 
+def with_table_metadata(
+    context: dg.AssetExecutionContext,
+    events: Iterator,
+    warehouse: Warehouse,
+    previews: bool = False,
+) -> Iterator:
+    """Add row counts (and, for marts, a preview) to each model's output.
+
+    dbt holds DuckDB's single write lock while it runs, so the tables are read once the dbt
+    command has finished: its events are held until then (seconds; the logs stream live).
+    """
+    buffered, failure = [], None
+    try:
+        buffered.extend(events)
+    except Exception as exc:  # a failed dbt build: record what did build, then fail the step
+        failure = exc
+    with warehouse.connect() as conn:
+        for event in buffered:
+            if isinstance(event, dg.Output):
+                schema, table = context.asset_key_for_output(event.output_name).path[-2:]
+                extra = {
+                    "dagster/row_count": conn.execute(
+                        f"select count(*) from {schema}.{table}"
+                    ).fetchone()[0]
+                }
+                if previews:
+                    extra["preview"] = preview(conn, f"select * from {schema}.{table} limit 5")
+                event = event.with_metadata({**event.metadata, **extra})
+            yield event
+    if failure is not None:
+        raise failure
+
+
 @dbt_assets(
     manifest=_manifest(),
     select=f"tag:{PARTITIONED_TAG}",
@@ -77,11 +112,12 @@ def _manifest() -> Path:
     project=dbt_project,
     name="dbt_event_models",
 )
-def dbt_event_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+def dbt_event_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
     """Event staging, incremental by arrival day: only the days in this run are replaced."""
     first, last = partition_days(context)
     dbt_vars = {"min_received_date": first.isoformat(), "max_received_date": last.isoformat()}
-    yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+    events = dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+    yield from with_table_metadata(context, events, warehouse)
 
 
 @dbt_assets(
@@ -92,9 +128,11 @@ def dbt_event_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     project=dbt_project,
     name="dbt_staging_models",
 )
-def dbt_staging_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+def dbt_staging_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse
+):
     """Staging views and intermediate models (sessions, paths, conformed spend)."""
-    yield from dbt.cli(["build"], context=context).stream()
+    yield from with_table_metadata(context, dbt.cli(["build"], context=context).stream(), warehouse)
 
 
 @dbt_assets(
@@ -104,6 +142,7 @@ def dbt_staging_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     project=dbt_project,
     name="dbt_mart_models",
 )
-def dbt_mart_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+def dbt_mart_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
     """The marts BI tools read."""
-    yield from dbt.cli(["build"], context=context).stream()
+    events = dbt.cli(["build"], context=context).stream()
+    yield from with_table_metadata(context, events, warehouse, previews=True)

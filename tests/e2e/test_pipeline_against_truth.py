@@ -147,6 +147,21 @@ def test_tracked_ad_clicks_count_consented_unique_clicks(graph_run):
     assert got == expected
 
 
+def test_models_carry_row_counts_and_marts_a_preview(graph_run):
+    materialized = {
+        e.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+        for e in graph_run.run.events_of("ASSET_MATERIALIZATION")
+    }
+    (n,) = q(graph_run, "select count(*) from marts.mart_mmm_weekly_panel")[0]
+    panel = materialized["marts/mart_mmm_weekly_panel"]
+    assert panel["dagster/row_count"].value == n > 0
+    assert "week_start" in panel["preview"].value
+    assert (
+        materialized["staging/stg_tracking__events"]["dagster/row_count"].value
+        == graph_run.truth["counts"]["events_unique"]
+    )
+
+
 def test_rerunning_the_same_days_changes_nothing(graph_run, env_paths):
     def snapshot():
         return (
