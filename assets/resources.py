@@ -11,8 +11,7 @@ import dagster as dg
 import duckdb
 
 from connectors.warehouse import connect, ensure_schemas
-
-LANDING_PATH_ENV = "ADLOOP_LANDING_PATH"
+from models.ingestion.sources import LANDING_PATH_ENV
 
 
 class Warehouse(dg.ConfigurableResource):

@@ -58,10 +58,10 @@ def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
 
 def child_pipeline(landing: str) -> None:
     """Run in the measured process: the foundation, as the sensors chain it."""
-    from models.ingestion.sources import SOURCES, received_date
+    from models.ingestion.sources import event_days
     from orchestration.pipeline import run_foundation
 
-    days = sorted(received_date(p) for p in SOURCES["tracking_events"].files(Path(landing)))
+    days = event_days(Path(landing))
     run = run_foundation(days[0], days[-1])
     if not run.success:
         raise SystemExit("pipeline run failed")

@@ -63,19 +63,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from connectors.warehouse import WAREHOUSE_PATH_ENV, connect
-    from models.ingestion.sources import SOURCES, received_date
+    from models.ingestion.sources import LANDING_PATH_ENV, event_days
 
     data = Path(args.data_dir)
     sim_dir = data / "sim"
     os.environ.setdefault(WAREHOUSE_PATH_ENV, str(data / "warehouse.duckdb"))
-    os.environ.setdefault("ADLOOP_LANDING_PATH", str(sim_dir / LANDING_DIR))
+    os.environ.setdefault(LANDING_PATH_ENV, str(sim_dir / LANDING_DIR))
     sim_args = argparse.Namespace(
         seed=args.seed, start_date=args.start_date, weeks=args.weeks, geos=args.geos, events=args.events,
         out=str(sim_dir), force=False,
     )  # fmt: skip
     cmd_simulate(sim_args)
-    landing = Path(os.environ["ADLOOP_LANDING_PATH"])
-    days = sorted({received_date(p) for p in SOURCES["tracking_events"].files(landing)})
+    landing = Path(os.environ[LANDING_PATH_ENV])
+    days = event_days(landing)
     if not days:
         raise SystemExit(f"no event files under {landing}")
 

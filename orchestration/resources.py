@@ -10,8 +10,9 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from assets.dbt import dbt_project
-from assets.resources import LANDING_PATH_ENV, LandingZone, Warehouse
+from assets.resources import LandingZone, Warehouse
 from connectors.warehouse import WAREHOUSE_PATH_ENV
+from models.ingestion.sources import LANDING_PATH_ENV
 
 
 def dbt_executable() -> str:

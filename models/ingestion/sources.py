@@ -173,6 +173,7 @@ SOURCES: dict[str, Source] = {
     )
 }
 
+LANDING_PATH_ENV = "ADLOOP_LANDING_PATH"
 _DAY_FOLDER = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
 
 
@@ -182,6 +183,11 @@ def received_date(path: Path) -> date:
     if not m:
         raise ValueError(f"{path}: events files must lie under a date=YYYY-MM-DD folder")
     return date.fromisoformat(m.group(1))
+
+
+def event_days(landing: Path) -> list[date]:
+    """Every arrival day that has an events file, in order."""
+    return sorted({received_date(p) for p in SOURCES["tracking_events"].files(landing)})
 
 
 def event_files_for_days(landing: Path, first: date, last: date) -> list[Path]:

@@ -312,8 +312,8 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
     log(f"generating ~{config.events:,} tracking events")
     events = _tracking_events(
         config, r_events, geos, days, day0, offsets, campaigns, creatives, o_ids,
-        o_user, o_epoch, o_usd, o_cur, o_amount, user_geo, anon_ids, user_ids, emails, ips, devices,
-        platforms, user_consent, market.geo_share,
+        o_user, o_epoch, o_cur, o_amount, user_geo, anon_ids, user_ids, emails, ips, devices,
+        platforms, user_consent,
     )  # fmt: skip
 
     # --- ad platform reports -----------------------------------------------------------------
@@ -493,8 +493,8 @@ def _write_monthly_csv(
 
 
 def _tracking_events(
-    config, rng, geos, days, day0, offsets, campaigns, creatives, o_ids, o_user, o_epoch, o_usd, o_cur,
-    o_amount, user_geo, anon_ids, user_ids, emails, ips, devices, platforms, user_consent, geo_share,
+    config, rng, geos, days, day0, offsets, campaigns, creatives, o_ids, o_user, o_epoch, o_cur,
+    o_amount, user_geo, anon_ids, user_ids, emails, ips, devices, platforms, user_consent,
 ) -> Iterator[pd.DataFrame]:  # fmt: skip
     """Sessions of page views, ad clicks and purchases; a sample of CRM orders is tracked.
     Yields the events in blocks of about EVENT_BLOCK, in time order."""

@@ -57,13 +57,6 @@ def _flight(kind: str, weeks: int, rng: np.random.Generator) -> np.ndarray:
 
 
 @dataclass
-class Response:
-    """Per-channel contribution of a spend array [weeks, geos, channels], USD."""
-
-    contribution: np.ndarray
-
-
-@dataclass
 class Market:
     config: SimulationConfig
     geo_share: np.ndarray  # [G], sums to 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from models.ingestion.sources import SOURCES, received_date
+from models.ingestion.sources import event_days
 from models.simulation.config import ExperimentPlan, SimulationConfig
 from models.simulation.generator import simulate
 from orchestration.pipeline import PipelineRun, run_foundation
@@ -38,14 +38,10 @@ def env_paths(monkeypatch):
     return _set
 
 
-def event_days(landing: Path) -> tuple[date, date]:
-    days = sorted(received_date(p) for p in SOURCES["tracking_events"].files(landing))
-    return days[0], days[-1]
-
-
 def run_pipeline(landing: Path, first: date | None = None, last: date | None = None) -> PipelineRun:
     if first is None:
-        first, last = event_days(landing)
+        days = event_days(landing)
+        first, last = days[0], days[-1]
     return run_foundation(first, last)
 
 
