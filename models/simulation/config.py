@@ -41,13 +41,15 @@ class ChannelTruth:
     flighting: str  # "always_on", "bursts" or "pulsed"
 
 
+# A mid-size direct-to-consumer advertiser: about $23M revenue and $8M media a year, the scale
+# at which MMMs are used; smaller advertisers' weekly order counts are too noisy to measure.
 DEFAULT_CHANNEL_TRUTH: dict[str, ChannelTruth] = {
-    "search": ChannelTruth(10_000, 2.2, 0.20, 1.6, "always_on"),
-    "social": ChannelTruth(7_500, 1.5, 0.35, 1.2, "always_on"),
-    "display": ChannelTruth(4_000, 0.6, 0.30, 2.0, "pulsed"),
-    "video": ChannelTruth(5_000, 1.1, 0.50, 1.0, "bursts"),
-    "tv": ChannelTruth(12_500, 0.8, 0.65, 0.8, "bursts"),
-    "email": ChannelTruth(1_000, 3.5, 0.10, 2.5, "always_on"),
+    "search": ChannelTruth(40_000, 2.2, 0.20, 1.6, "always_on"),
+    "social": ChannelTruth(30_000, 1.5, 0.35, 1.2, "always_on"),
+    "display": ChannelTruth(16_000, 0.6, 0.30, 2.0, "pulsed"),
+    "video": ChannelTruth(20_000, 1.1, 0.50, 1.0, "bursts"),
+    "tv": ChannelTruth(50_000, 0.8, 0.65, 0.8, "bursts"),
+    "email": ChannelTruth(4_000, 3.5, 0.10, 2.5, "always_on"),
 }
 
 
@@ -58,7 +60,10 @@ class ExperimentPlan:
     channel: str
     start_week: int
     weeks: int
-    n_treatment_geos: int
+    n_treatment_geos: int = 0  # 0: two geos in five (at least one), whatever the market's size
+
+    def treated_count(self, geos: int) -> int:
+        return self.n_treatment_geos or max(1, round(0.4 * geos))
 
 
 @dataclass(frozen=True)
@@ -84,18 +89,23 @@ class SimulationConfig:
     campaigns_per_channel: int = 2
     creatives_per_campaign: int = 3
     events: int = 200_000  # approximate number of clean tracking events
-    base_weekly_revenue: float = 110_000.0  # national baseline revenue, USD
+    base_weekly_revenue: float = 440_000.0  # national baseline revenue, USD
     average_order_value: float = 80.0
     trend_per_year: float = 0.06
     seasonality_amplitude: float = 0.15
     promo_effect: float = 0.12  # relative lift of baseline revenue on promotion days
-    noise_sigma: float = 0.03  # multiplicative weekly noise on expected revenue per geo
+    noise_sigma: float = 0.02  # multiplicative weekly noise on expected revenue per geo
+    geo_spend_dispersion: float = 0.3  # log-sd of each geo's weekly share of a channel's spend
     channel_truth: dict[str, ChannelTruth] = field(
         default_factory=lambda: dict(DEFAULT_CHANNEL_TRUTH)
     )
+    # A measurement programme of one geo holdout a quarter, each followed by a cool-down of
+    # adstock lags before the next, all before the MMM's out-of-time holdout weeks.
     experiments: tuple[ExperimentPlan, ...] = (
-        ExperimentPlan("social", start_week=70, weeks=6, n_treatment_geos=3),
-        ExperimentPlan("tv", start_week=86, weeks=6, n_treatment_geos=3),
+        ExperimentPlan("search", start_week=20, weeks=8),
+        ExperimentPlan("video", start_week=40, weeks=8),
+        ExperimentPlan("social", start_week=60, weeks=8),
+        ExperimentPlan("tv", start_week=78, weeks=8),
     )
     dirt: DirtRates = field(default_factory=DirtRates)
     meta_account_currency: str = "EUR"
@@ -114,7 +124,7 @@ class SimulationConfig:
         if missing:
             raise ValueError(f"no true parameters for channels {missing}")
         for exp in self.active_experiments():
-            if exp.n_treatment_geos >= self.geos:
+            if exp.treated_count(self.geos) >= self.geos:
                 raise ValueError(f"experiment on {exp.channel} needs more geos than {self.geos}")
 
     @property

@@ -373,6 +373,8 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
                 "true_incremental_revenue": e["incremental_revenue"],
                 "true_counterfactual_revenue": e["counterfactual_revenue"],
                 "true_lift_pct": e["lift_pct"],
+                "true_incremental_revenue_with_carryover": e["incremental_revenue_with_carryover"],
+                "cooldown_weeks": e["cooldown_weeks"],
             }
         )
     pd.DataFrame(

@@ -114,7 +114,7 @@ def build_market(config: SimulationConfig, rng: np.random.Generator, spend_overr
     for c, ch in enumerate(config.channels):
         truth = config.channel_truth[ch]
         national = truth.weekly_spend * _flight(truth.flighting, W, rng)
-        tilt = rng.lognormal(0.0, 0.15, (W, G)) * geo_share[None, :]
+        tilt = rng.lognormal(0.0, config.geo_spend_dispersion, (W, G)) * geo_share[None, :]
         planned[:, :, c] = national[:, None] * tilt / tilt.sum(axis=1, keepdims=True)
     if spend_override is not None:
         planned = np.asarray(spend_override, dtype=float)
@@ -151,7 +151,7 @@ def build_market(config: SimulationConfig, rng: np.random.Generator, spend_overr
 
     treatment: dict[int, np.ndarray] = {}
     for i, exp in enumerate(config.active_experiments()):
-        treatment[i] = np.sort(rng.choice(G, size=exp.n_treatment_geos, replace=False))
+        treatment[i] = np.sort(rng.choice(G, size=exp.treated_count(G), replace=False))
 
     market = Market(
         config=config,
@@ -190,6 +190,10 @@ def experiment_truth(market: Market, actual_spend: np.ndarray) -> list[dict]:
         geos = market.treatment_geos[i]
         incremental = float((cf[weeks][:, geos] - base[weeks][:, geos]).sum())
         cf_total = float(cf[weeks][:, geos].sum())
+        # The dark weeks' adstock keeps costing revenue after spend resumes; window plus
+        # cool-down holds the whole loss, which per dark week is the steady-state effect.
+        tail = slice(exp.start_week, min(exp.start_week + exp.weeks + ADSTOCK_L_MAX - 1, len(cf)))
+        with_carryover = float((cf[tail][:, geos] - base[tail][:, geos]).sum())
         out.append(
             {
                 "index": i,
@@ -197,6 +201,8 @@ def experiment_truth(market: Market, actual_spend: np.ndarray) -> list[dict]:
                 "incremental_revenue": incremental,
                 "counterfactual_revenue": cf_total,
                 "lift_pct": incremental / cf_total if cf_total else 0.0,
+                "incremental_revenue_with_carryover": with_carryover,
+                "cooldown_weeks": tail.stop - exp.start_week - exp.weeks,
             }
         )
     return out
