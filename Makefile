@@ -5,6 +5,7 @@ SHELL := /bin/bash
 DATA ?= data
 export ADLOOP_WAREHOUSE_PATH ?= $(abspath $(DATA))/warehouse.duckdb
 export ADLOOP_LANDING_PATH ?= $(abspath $(DATA))/sim/landing
+export ADLOOP_ARTIFACTS_PATH ?= $(abspath $(DATA))/artifacts
 export DAGSTER_HOME ?= $(abspath $(DATA))/dagster_home
 # Demo-only key for hashing emails and IPs in staging; set your own secret in production.
 export ADLOOP_PII_HASH_KEY ?= adloop-demo-key-do-not-use-in-production
@@ -16,7 +17,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 MANIFEST := dbt_project/target/manifest.json
 
-.PHONY: help setup prepare demo test test-fast ui lint format bench clean
+.PHONY: help setup prepare demo test test-fast ui lint format bench clean lightweight-mmm
 
 help:
 	@echo "make demo   set up, simulate a market and run the whole asset graph (embedded defaults)"
@@ -24,6 +25,7 @@ help:
 	@echo "make ui     start the Dagster UI on http://127.0.0.1:3000"
 	@echo "make bench  ingestion + dbt benchmark (bench/ingest_transform.py)"
 	@echo "make lint   ruff check and format check"
+	@echo "make lightweight-mmm  build .venv-lwmmm, the pinned environment of the lightweight-mmm backend"
 
 $(BIN)/.synced: pyproject.toml uv.lock scripts/bootstrap.sh
 	@scripts/bootstrap.sh
@@ -39,10 +41,10 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml
 prepare: setup
 	@cd dbt_project && ../$(BIN)/dbt parse --quiet --profiles-dir .
 
-demo: prepare
+demo: prepare lightweight-mmm
 	@$(BIN)/adloop demo --data-dir $(DATA)
 
-test: prepare
+test: prepare lightweight-mmm
 	@$(BIN)/pytest
 
 test-fast: prepare
@@ -62,3 +64,7 @@ bench: prepare
 
 clean:
 	rm -rf $(DATA) dbt_project/target dbt_project/logs .pytest_cache
+
+# lightweight-mmm needs old jax and numpy<2, so it has its own environment (.venv-lwmmm).
+lightweight-mmm:
+	@scripts/build_lightweight_mmm_env.sh

@@ -3,18 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-is_312() { [ -n "$1" ] && "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' >/dev/null 2>&1; }
-
-find_python() {
-  local candidates=("${ADLOOP_PYTHON:-}" python3.12)
-  candidates+=("$HOME"/.pyenv/versions/3.12*/bin/python3.12 /root/.pyenv/versions/3.12*/bin/python3.12)
-  candidates+=(/usr/bin/python3.12 /usr/local/bin/python3.12 /opt/homebrew/bin/python3.12 python3)
-  for c in "${candidates[@]}"; do
-    [ -n "$c" ] || continue
-    if is_312 "$c"; then command -v "$c" 2>/dev/null || echo "$c"; return 0; fi
-  done
-  return 1
-}
+. scripts/lib/find_python.sh
 
 PY=$(find_python) || {
   cat >&2 <<'MSG'
