@@ -41,3 +41,17 @@ class LandingZone(dg.ConfigurableResource):
                 f"{LANDING_PATH_ENV} at your sources' delivery folder"
             )
         return root
+
+
+ARTIFACTS_PATH_ENV = "ADLOOP_ARTIFACTS_PATH"
+
+
+class ArtifactStore(dg.ConfigurableResource):
+    """The folder for files assets write beside the warehouse: fitted models, plots, reports."""
+
+    path: str
+
+    def dir(self, *parts: str) -> Path:
+        folder = Path(self.path, *parts)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder

@@ -105,6 +105,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         return 1
 
+    from orchestration.pipeline import run_measure_and_plan
+
+    _say("running measure_and_plan: experiments, MMMs, attribution, triangulation, budget plan")
+    started = time.time()
+    measure = run_measure_and_plan(instance=instance, log_level=args.log_level)
+    m_evals = [
+        e.event_specific_data
+        for e in measure.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    m_failed = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in m_evals if not e.passed]
+    _say(
+        f"{'succeeded' if measure.success else 'FAILED'} in {time.time() - started:.0f}s: "
+        f"{len(m_evals)} checks evaluated, {len(m_failed)} failed {m_failed[:5]}"
+    )
+
     truth = json.loads((sim_dir / TRUTH_FILE).read_text())
     print()
     with connect(os.environ[WAREHOUSE_PATH_ENV]) as conn:
@@ -127,11 +143,65 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(
                 f"  marts.{name:<28} {conn.execute(f'select count(*) from marts.{name}').fetchone()[0]:>9,} rows"
             )
+        _print_measurement(conn, truth)
     print(
         f"\nWarehouse: {os.environ[WAREHOUSE_PATH_ENV]} (open it with duckdb or any BI tool that reads DuckDB)\n"
         "Open the Dagster UI on http://127.0.0.1:3000 with:  make ui"
     )
-    return 0 if run.success else 1
+    return 0 if run.success and measure.success else 1
+
+
+def _roas_cell(v: tuple) -> str:
+    return f"{v[0]:.2f} [{v[1]:.2f}, {v[2]:.2f}]"
+
+
+def _print_measurement(conn, truth: dict) -> None:
+    """The estimates beside the simulator's truth: what a newcomer should look at first."""
+    tables = {r[0] for r in conn.execute(
+        "select table_name from information_schema.tables where table_schema in ('measurement', 'decisions')"
+    ).fetchall()}  # fmt: skip
+    channels = truth["channels"]
+    models = [
+        m
+        for m in ("mmm_pymc_marketing", "mmm_pymc_marketing_uncalibrated", "mmm_lightweight_mmm")
+        if m in tables
+    ]
+    if models:
+        print("ROAS by channel (mean [94% interval]) against the simulator's truth:")
+        est = {m: {r[0]: r[1:] for r in conn.execute(
+            f"select channel, roas_mean, roas_low, roas_high from measurement.{m}").fetchall()} for m in models}  # fmt: skip
+        print(
+            f"  {'channel':<9}{'truth':>7}  "
+            + "".join(f"{m.removeprefix('mmm_'):>30}" for m in models)
+        )
+        for ch, t in channels.items():
+            cells = "".join(
+                f"{_roas_cell(est[m][ch]):>30}" if ch in est[m] else f"{'-':>30}" for m in models
+            )
+            print(f"  {ch:<9}{t['true_roas']:>7.2f}  {cells}")
+    if "incrementality" in tables:
+        print(
+            "Geo experiments (augmented synthetic control, dark weeks; revenue lost) against the truth:"
+        )
+        rows = conn.execute(
+            "select experiment_id, channel, incremental, incremental_ci_low, incremental_ci_high, p_value "
+            "from measurement.incrementality where method = 'augmented_synthetic_control' and metric = 'revenue' "
+            "order by 1"
+        ).fetchall()
+        true = {e["experiment_id"]: e["true_incremental_revenue"] for e in truth["experiments"]}
+        for eid, ch, inc, lo, hi, p in rows:
+            print(
+                f"  {eid} {ch:<8} {-inc:>12,.0f} [{-hi:,.0f}, {-lo:,.0f}]  p={p:.3f}   truth {true.get(eid, float('nan')):>12,.0f}"
+            )
+    if "budget_plan" in tables:
+        print("Budget plan for next week (decisions.budget_plan, by channel):")
+        for ch, cur, new, eff in conn.execute(
+            "select channel, sum(current_spend), sum(proposed_spend), sum(expected_effect) "
+            "from decisions.budget_plan group by 1 order by 1"
+        ).fetchall():
+            print(
+                f"  {ch:<9} {cur:>12,.0f} -> {new:>12,.0f}  ({new / cur - 1:+.1%})  expected {eff:+,.0f}/week"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:

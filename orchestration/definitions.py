@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import dbt, ingestion, quality
-from orchestration.jobs import ingest_and_transform_job, ingest_events_job, ingest_events_schedule
+from assets import attribution, budget, dbt, experiments, ingestion, mmm, quality
+from orchestration.jobs import (
+    ingest_and_transform_job,
+    ingest_events_job,
+    ingest_events_schedule,
+    measure_and_plan_job,
+)
 from orchestration.resources import build_resources
 from orchestration.sensors import landing_sensor, transform_after_events
 
@@ -16,9 +21,17 @@ defs = dg.Definitions(
         dbt.dbt_event_models,
         dbt.dbt_staging_models,
         dbt.dbt_mart_models,
+        experiments.incrementality,
+        experiments.geo_test_design,
+        attribution.attribution,
+        mmm.mmm_pymc_marketing,
+        mmm.mmm_pymc_marketing_uncalibrated,
+        mmm.mmm_lightweight_mmm,
+        mmm.mmm_triangulation,
+        budget.budget_plan,
     ],
     asset_checks=[*ingestion.reconciliation_checks, *quality.quality_checks],
-    jobs=[ingest_events_job, ingest_and_transform_job],
+    jobs=[ingest_events_job, ingest_and_transform_job, measure_and_plan_job],
     schedules=[ingest_events_schedule],
     sensors=[landing_sensor, transform_after_events],
     resources=build_resources(),

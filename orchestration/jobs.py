@@ -11,6 +11,7 @@ from __future__ import annotations
 import dagster as dg
 
 FOUNDATION_GROUPS = ("ingestion", "staging", "intermediate", "marts")
+MEASUREMENT_GROUPS = ("measurement", "decisions")
 WAREHOUSE_TAG = {"adloop/warehouse": "duckdb"}
 
 # Event staging converts revenue with the day's exchange rate, so the (small) fx table loads with it.
@@ -36,6 +37,15 @@ ingest_and_transform_job = dg.define_asset_job(
     tags=WAREHOUSE_TAG,
     description="Load changed ad-platform reports, CRM orders and reference files into raw, then build "
     "staging, intermediate and marts with dbt, gated by the conformed-spend and panel expectations.",
+)
+
+measure_and_plan_job = dg.define_asset_job(
+    name="measure_and_plan",
+    selection=dg.AssetSelection.groups(*MEASUREMENT_GROUPS),
+    executor_def=dg.in_process_executor,
+    tags=WAREHOUSE_TAG,
+    description="Estimate the geo experiments, fit the MMMs (calibrated with the experiments), attribute, "
+    "triangulate, and plan next week's budget from the calibrated MMM if it passed its diagnostics gates.",
 )
 
 ingest_events_schedule = dg.build_schedule_from_partitioned_job(

@@ -8,7 +8,7 @@ from datetime import date
 
 import dagster as dg
 
-from orchestration.jobs import ingest_and_transform_job, ingest_events_job
+from orchestration.jobs import ingest_and_transform_job, ingest_events_job, measure_and_plan_job
 from orchestration.sensors import partition_range_tags
 
 
@@ -55,3 +55,22 @@ def run_foundation(
             instance=instance, run_config=run_config, raise_on_error=False
         )
     return PipelineRun(events=events, transform=transform)
+
+
+def run_measure_and_plan(
+    instance: dg.DagsterInstance | None = None,
+    log_level: str = "DEBUG",
+    op_config: dict | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Experiments, MMMs, attribution, triangulation and the budget plan, on the marts as they
+    are. `op_config` maps asset names to their config (e.g. sampler settings for tests)."""
+    from orchestration.definitions import defs
+
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if op_config:
+        run_config["ops"] = {name: {"config": cfg} for name, cfg in op_config.items()}
+    return defs.resolve_job_def(measure_and_plan_job.name).execute_in_process(
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        run_config=run_config,
+        raise_on_error=False,
+    )

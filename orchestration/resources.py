@@ -10,7 +10,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from assets.dbt import dbt_project
-from assets.resources import LandingZone, Warehouse
+from assets.resources import ARTIFACTS_PATH_ENV, ArtifactStore, LandingZone, Warehouse
 from connectors.warehouse import WAREHOUSE_PATH_ENV
 from models.ingestion.sources import LANDING_PATH_ENV
 
@@ -33,4 +33,6 @@ def build_resources() -> dict[str, object]:
         "warehouse": Warehouse(path=dg.EnvVar(WAREHOUSE_PATH_ENV)),
         "landing": LandingZone(path=dg.EnvVar(LANDING_PATH_ENV)),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
+        "artifacts": ArtifactStore(path=dg.EnvVar(ARTIFACTS_PATH_ENV)),
+        "pipes_subprocess_client": dg.PipesSubprocessClient(),
     }

@@ -5,7 +5,15 @@ from connectors.warehouse.duckdb import (
     WAREHOUSE_PATH_ENV,
     connect,
     ensure_schemas,
+    replace_table,
     warehouse_path,
 )
 
-__all__ = ["SCHEMAS", "WAREHOUSE_PATH_ENV", "connect", "ensure_schemas", "warehouse_path"]
+__all__ = [
+    "SCHEMAS",
+    "WAREHOUSE_PATH_ENV",
+    "connect",
+    "ensure_schemas",
+    "replace_table",
+    "warehouse_path",
+]

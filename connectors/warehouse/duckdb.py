@@ -61,3 +61,22 @@ def connect(
 def ensure_schemas(conn: duckdb.DuckDBPyConnection) -> None:
     for schema in SCHEMAS:
         conn.execute(f"create schema if not exists {schema}")
+
+
+def replace_table(conn: duckdb.DuckDBPyConnection, table: str, frame) -> int:
+    """Make `schema.table` hold exactly `frame` (a pandas DataFrame), atomically: an asset that
+    owns a table rewrites it whole, so a rerun on the same inputs leaves the same table."""
+    schema, _, name = table.partition(".")
+    if not name:
+        raise ValueError(f"table must be schema-qualified, got {table!r}")
+    conn.execute("begin")
+    try:
+        conn.execute(f"create schema if not exists {schema}")
+        conn.register("_adloop_frame", frame)
+        conn.execute(f"create or replace table {schema}.{name} as select * from _adloop_frame")
+        conn.unregister("_adloop_frame")
+        conn.execute("commit")
+    except BaseException:
+        conn.execute("rollback")
+        raise
+    return len(frame)

@@ -12,7 +12,9 @@ import pandas as pd
 from models.experiments.geo import AUGMENTED_SYNTHETIC_CONTROL, estimate_geo_lift
 
 WINDOW_METRIC = "revenue"  # the dark weeks only: what the experiment's own report reads
-CARRYOVER_METRIC = "revenue_with_carryover"  # dark weeks + cool-down: the whole loss
+# Dark weeks + cool-down: the whole loss, which per dark week is the steady-state effect the
+# MMM calibration needs.
+CARRYOVER_METRIC = "revenue_with_carryover"
 
 
 def weekly_outcomes(panel: pd.DataFrame, value: str = "revenue_usd") -> pd.DataFrame:
@@ -33,16 +35,14 @@ def estimate_holdouts(
     methods: Sequence[str] = (AUGMENTED_SYNTHETIC_CONTROL,),
     alpha: float = 0.1,
     cooldown_weeks: int = 7,
-    pre_weeks_for_spend: int = 8,
     seed: int = 0,
     progress: Callable[[str], None] = lambda _m: None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """One row per (completed geo holdout, method, metric), and the reasons any were skipped.
 
     `registry` is `staging.stg_adloop__experiments`; `panel` is `marts.mart_mmm_weekly_panel`.
-    The spend withheld is the treated geos' mean weekly spend on the channel over the
-    `pre_weeks_for_spend` weeks before the holdout, times its dark weeks; the incremental ROAS
-    (`iroas`) is the revenue lost (with cool-down) per dollar withheld."""
+    The spend withheld comes from `withheld_weekly_spend`, times the dark weeks; the
+    incremental ROAS (`iroas`) is the revenue lost per dollar withheld."""
     y = weekly_outcomes(panel)
     weeks = y.index
     rows, skipped = [], []
@@ -55,14 +55,8 @@ def estimate_holdouts(
             continue
         dark_weeks = int(((weeks >= start) & (weeks <= end)).sum())
         tail_end = min(end + pd.Timedelta(weeks=cooldown_weeks), weeks[-1])
-        spend_col = f"spend_{exp.channel}"
-        withheld = np.nan
-        if spend_col in panel.columns:
-            p = panel.assign(week_start=pd.to_datetime(panel["week_start"]))
-            before = p[(p["week_start"] < start)
-                       & (p["week_start"] >= start - pd.Timedelta(weeks=pre_weeks_for_spend))
-                       & p["geo"].isin(treated)]  # fmt: skip
-            withheld = float(before.groupby("geo")[spend_col].mean().sum() * dark_weeks)
+        by_geo = withheld_weekly_spend(panel, exp.channel, treated, start, end)
+        withheld = float(sum(by_geo.values()) * dark_weeks) if by_geo else np.nan
         for method in methods:
             for metric, post_end in ((WINDOW_METRIC, end), (CARRYOVER_METRIC, tail_end)):
                 progress(f"{exp.experiment_id} ({exp.channel}): {method}, {metric}")
@@ -87,6 +81,29 @@ def estimate_holdouts(
                 }
                 rows.append(row)
     return pd.DataFrame(rows), skipped
+
+
+def withheld_weekly_spend(
+    panel: pd.DataFrame, channel: str, treated: Sequence[str], start, end
+) -> dict[str, float]:
+    """What each treated geo would have spent per week on `channel` during the holdout: the
+    control geos' spend in those weeks, scaled by each treated geo's ratio to them before it.
+    Flighted channels (TV bursts) make the pre-period mean a poor guess; the controls follow
+    the same flight schedule."""
+    col = f"spend_{channel}"
+    if col not in panel.columns:
+        return {}
+    p = panel.assign(week_start=pd.to_datetime(panel["week_start"]))
+    controls = p[~p["geo"].isin(treated)]
+    in_window = controls[(controls["week_start"] >= start) & (controls["week_start"] <= end)]
+    pre = p[p["week_start"] < start]
+    pre_controls = pre.loc[~pre["geo"].isin(treated), col].sum()
+    weeks = in_window["week_start"].nunique()
+    if pre_controls <= 0 or weeks == 0:
+        return {}
+    window_weekly = in_window[col].sum() / weeks
+    pre_treated = pre[pre["geo"].isin(treated)].groupby("geo")[col].sum()
+    return {g: float(window_weekly * pre_treated.get(g, 0.0) / pre_controls) for g in treated}
 
 
 def _not_estimable(exp, treated: list[str], y: pd.DataFrame, start, end) -> str:
