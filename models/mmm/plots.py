@@ -72,6 +72,26 @@ def roas_png(result: MMMResult, path: Path, truth: dict[str, float] | None = Non
     return _save(fig, plt, path)
 
 
+def contributions_png(result: MMMResult, path: Path) -> Path:
+    """Revenue each channel contributed over the panel, with its interval, beside its spend."""
+    plt = _pyplot()
+    t = result.channels
+    x = np.arange(len(t))
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.bar(x - 0.2, t["spend"], 0.4, label="spend", color="0.7")
+    ax.bar(
+        x + 0.2, t["contribution_mean"], 0.4,
+        yerr=[t["contribution_mean"] - t["contribution_low"], t["contribution_high"] - t["contribution_mean"]],
+        capsize=3, label=f"contribution ({result.settings.ci:.0%} interval)",
+    )  # fmt: skip
+    ax.set_xticks(x, t["channel"])
+    ax.set_ylabel("USD over the panel")
+    ax.set_title(f"{result.backend}: revenue contributed by each channel")
+    ax.legend(loc="best")
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
 def _save(fig, plt, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.png")

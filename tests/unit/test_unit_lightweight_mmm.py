@@ -172,6 +172,7 @@ needs_env = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 @needs_env
 def test_real_fit_recovers_roas_and_is_deterministic(tmp_path):
     panel, truth = simulated_panel()

@@ -204,3 +204,17 @@ def test_triangulation_flags_disjoint_intervals_but_not_calibration_pairs():
     )  # failed its gates: compared with nothing
     assert t.loc[("search", "pymc"), "channel_verdict"] == "agree"
     assert t.loc[("search", "EXP-3"), "attribution_markov_share"] == pytest.approx(0.9)
+
+
+def test_plots_are_png_files(tmp_path):
+    from models.mmm.plots import contributions_png, response_curves_png, roas_png
+
+    r = _result()
+    paths = [
+        roas_png(r, tmp_path / "roas.png", truth={"search": 2.2, "tv": 0.8}),
+        contributions_png(r, tmp_path / "contrib.png"),
+        response_curves_png(r, {"search|US-CA": 100.0, "tv|US-CA": 50.0}, tmp_path / "curves.png"),
+    ]
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob("*.tmp.png"))
