@@ -120,7 +120,7 @@ def test_read_result_reduces_draws_to_intervals(panel, tmp_path):
     result = lw.read_result(tmp_path / "result.json", panel, settings)
 
     assert result.backend == "lightweight_mmm"
-    assert result.panel_fingerprint == panel.national().fingerprint()
+    assert result.panel_fingerprint == panel.fingerprint()  # the data given, before aggregating
     table = result.channels.set_index("channel")
     assert list(table.index) == list(CHANNELS)
     for c, ch in enumerate(CHANNELS):
