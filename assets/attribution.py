@@ -23,7 +23,7 @@ def attribution(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.M
     Associational, not causal: the triangulation shows it beside the experiments and MMMs."""
     with warehouse.connect(read_only=True) as conn:
         paths = conn.execute(
-            "select user_key, channel_path, converted, revenue_usd from intermediate.int_touchpoint_paths"
+            "select user_key, channel_path, converted, revenue_usd from intermediate.int_touchpoint_paths order by user_key"
         ).df()
     table = attribute(paths, value="revenue_usd", path_col="channel_path")
     facts = dict(table.attrs)

@@ -44,8 +44,12 @@ def incrementality(
     donor weights in `inputs`, and the incremental ROAS per dollar withheld. Signs: a holdout
     that works shows negative incremental revenue. BI tools and the MMM calibration read it."""
     with warehouse.connect(read_only=True) as conn:
-        registry = conn.execute("select * from staging.stg_adloop__experiments").df()
-        panel = conn.execute("select * from marts.mart_mmm_weekly_panel").df()
+        registry = conn.execute(
+            "select * from staging.stg_adloop__experiments order by experiment_id"
+        ).df()
+        panel = conn.execute(
+            "select * from marts.mart_mmm_weekly_panel order by week_start, geo"
+        ).df()
     table, skipped = estimate_holdouts(
         registry, panel, methods=(AUGMENTED_SYNTHETIC_CONTROL, SYNTHETIC_CONTROL),
         alpha=config.alpha, cooldown_weeks=config.cooldown_weeks, seed=config.seed,
@@ -104,7 +108,9 @@ def geo_test_design(
     minimum detectable lift (80% power, 10% level) of a test of the configured length,
     simulated on the revenue history with the same conformal test that will read it."""
     with warehouse.connect(read_only=True) as conn:
-        panel = conn.execute("select * from marts.mart_mmm_weekly_panel").df()
+        panel = conn.execute(
+            "select * from marts.mart_mmm_weekly_panel order by week_start, geo"
+        ).df()
     y = weekly_outcomes(panel)
     context.log.info(
         f"scoring up to {config.max_combinations} sets of {config.treated_geos} geos for a "

@@ -24,6 +24,7 @@ from models.mmm.plots import response_curves_png, roas_png
 from models.mmm.triangulation import triangulate
 
 PRIMARY_MMM = "mmm_pymc_marketing"
+TIMINGS = ("fit_seconds", "ess_bulk_per_second")
 CALIBRATION_METHOD = "augmented_synthetic_control"
 GATE_CHECKS = {
     "converged": "r-hat, bulk effective sample size and divergences within their gates",
@@ -75,7 +76,9 @@ def _check_specs(key: dg.AssetKey, blocking: bool) -> list[dg.AssetCheckSpec]:
 
 def read_panel(warehouse: Warehouse):
     with warehouse.connect(read_only=True) as conn:
-        return panel_from_mart(conn.execute("select * from marts.mart_mmm_weekly_panel").df())
+        return panel_from_mart(
+            conn.execute("select * from marts.mart_mmm_weekly_panel order by week_start, geo").df()
+        )
 
 
 def record_fit(
@@ -103,7 +106,10 @@ def record_fit(
     table["calibrated_with"] = ",".join(result.calibrated_with)
     table["gates_passed"] = not failures
     table["gate_failures"] = "; ".join(failures)
-    table["diagnostics"] = json.dumps(result.diagnostics, sort_keys=True)
+    # Timings live in the metadata and the result file; the table holds what reruns reproduce.
+    table["diagnostics"] = json.dumps(
+        {k: v for k, v in result.diagnostics.items() if k not in TIMINGS}, sort_keys=True
+    )
     table["result_path"] = str(result_path)
     table["model_path"] = str(result.artifact) if result.artifact else None
     with warehouse.connect() as conn:
@@ -206,8 +212,12 @@ def _pymc_mmm(name: str, calibrated: bool):
         lift_tests = ()
         if calibrated:
             with warehouse.connect(read_only=True) as conn:
-                estimates = conn.execute("select * from measurement.incrementality").df()
-                registry = conn.execute("select * from staging.stg_adloop__experiments").df()
+                estimates = conn.execute(
+                    "select * from measurement.incrementality order by experiment_id, method, metric"
+                ).df()
+                registry = conn.execute(
+                    "select * from staging.stg_adloop__experiments order by experiment_id"
+                ).df()
             lift_tests = lift_tests_from_experiments(estimates, registry, panel, CALIBRATION_METHOD)
             if not lift_tests:
                 context.log.warning(
@@ -304,14 +314,16 @@ def mmm_triangulation(
             "select table_name from information_schema.tables where table_schema = 'measurement'"
         ).fetchall()}  # fmt: skip
         frames = [
-            conn.execute(f"select * from measurement.{m}").df() for m in MMM_MODELS if m in existing
+            conn.execute(f"select * from measurement.{m} order by channel").df()
+            for m in MMM_MODELS
+            if m in existing
         ]
         experiments = conn.execute(
-            "select * from measurement.incrementality where method = ? and metric = 'revenue_with_carryover'",
+            "select * from measurement.incrementality where method = ? and metric = 'revenue_with_carryover' order by experiment_id",
             [CALIBRATION_METHOD],
         ).df()
         attribution = (
-            conn.execute("select * from measurement.attribution").df()
+            conn.execute("select * from measurement.attribution order by channel").df()
             if "attribution" in existing
             else None
         )
@@ -351,7 +363,7 @@ def mmm_triangulation(
 def load_primary_fit(warehouse: Warehouse) -> tuple[pd.DataFrame, Path]:
     """The primary model's table and result file, for the budget plan."""
     with warehouse.connect(read_only=True) as conn:
-        table = conn.execute(f"select * from measurement.{PRIMARY_MMM}").df()
+        table = conn.execute(f"select * from measurement.{PRIMARY_MMM} order by channel").df()
     if table.empty:
         raise dg.Failure(f"measurement.{PRIMARY_MMM} is empty: materialise the MMM first")
     return table, Path(table["result_path"].iloc[0])

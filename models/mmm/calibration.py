@@ -20,6 +20,9 @@ def lift_tests_from_experiments(
     away per geo and week is `withheld_weekly_spend`'s; the revenue change per dark week and
     its standard error come from the estimate (with cool-down) and its interval."""
     rows = estimates[(estimates["method"] == method) & (estimates["metric"] == CARRYOVER_METRIC)]
+    rows = rows.sort_values(
+        "experiment_id"
+    )  # the model's graph, hence its draws, follow this order
     frame = panel.frame.assign(**{DATE: pd.to_datetime(panel.frame[DATE])})
     tests = []
     for est in rows.itertuples():

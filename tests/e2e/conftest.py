@@ -1,6 +1,7 @@
 """A small simulated market run through the real graph: real DuckDB file, real dbt, real checks."""
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -38,6 +39,21 @@ def env_paths(monkeypatch):
     return _set
 
 
+@contextmanager
+def environment(values: dict[str, str]):
+    """Set environment variables for a session-scoped run (monkeypatch is function-scoped)."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_pipeline(landing: Path, first: date | None = None, last: date | None = None) -> PipelineRun:
     if first is None:
         days = event_days(landing)
@@ -57,15 +73,8 @@ def graph_run(simulated_market, tmp_path_factory) -> GraphRun:
     """The whole foundation graph materialised once on the small market."""
     landing, truth = simulated_market
     warehouse = tmp_path_factory.mktemp("wh") / "warehouse.duckdb"
-    old = {k: os.environ.get(k) for k in ("ADLOOP_WAREHOUSE_PATH", "ADLOOP_LANDING_PATH")}
-    os.environ["ADLOOP_WAREHOUSE_PATH"] = str(warehouse)
-    os.environ["ADLOOP_LANDING_PATH"] = str(landing)
-    try:
+    with environment(
+        {"ADLOOP_WAREHOUSE_PATH": str(warehouse), "ADLOOP_LANDING_PATH": str(landing)}
+    ):
         run = run_pipeline(landing)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return GraphRun(run=run, warehouse=warehouse, landing=landing, truth=truth)
