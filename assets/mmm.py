@@ -20,7 +20,7 @@ from connectors.warehouse import replace_table
 from models.mmm.artifacts import save_result, stem_of
 from models.mmm.base import FitSettings, Gates, MMMResult, panel_from_mart
 from models.mmm.calibration import lift_tests_from_experiments
-from models.mmm.plots import response_curves_png, roas_png
+from models.mmm.plots import contributions_png, response_curves_png, roas_png
 from models.mmm.triangulation import triangulate
 
 PRIMARY_MMM = "mmm_pymc_marketing"
@@ -130,6 +130,9 @@ def record_fit(
     try:
         metadata["roas_plot"] = dg.MetadataValue.path(
             str(roas_png(result, folder / f"{name}_roas.png"))
+        )
+        metadata["contributions_plot"] = dg.MetadataValue.path(
+            str(contributions_png(result, folder / f"{name}_contributions.png"))
         )
         if result.curves is not None:
             current = _current_weekly(panel, result)

@@ -8,6 +8,7 @@ channels, every experiment's interval covering its true effect."""
 
 import dataclasses
 import json
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -78,6 +79,16 @@ def test_the_measurement_job_succeeds_with_every_gate_green(measured):
     assert not failed
     names = {e.check_name for e in evals}
     assert {"converged", "fits_history", "predicts_holdout"} <= names
+
+
+def test_the_mmm_links_its_plots_and_summary(measured):
+    (mat,) = measured["result"].asset_materializations_for_node("measurement__mmm_pymc_marketing")
+    md = mat.metadata
+    for plot in ("roas_plot", "contributions_plot", "response_curves_plot"):
+        path = Path(md[plot].value)
+        assert path.read_bytes()[:4] == b"\x89PNG", plot
+    assert "| search |" in md["summary"].value
+    assert Path(md["model_file"].value).suffix == ".nc"
 
 
 def test_uncalibrated_pymc_marketing_recovers_true_roas(measured):
