@@ -13,6 +13,9 @@ from models.experiments.power import select_test_markets
 PANEL = dg.AssetKey(["marts", "mart_mmm_weekly_panel"])
 EXPERIMENTS = dg.AssetKey(["staging", "stg_adloop__experiments"])
 INCREMENTALITY = dg.AssetKey(["measurement", "incrementality"])
+# Ordered reads: the estimates, and the MMM's graph built from them, follow row order.
+REGISTRY_SQL = "select * from staging.stg_adloop__experiments order by experiment_id"
+PANEL_SQL = "select * from marts.mart_mmm_weekly_panel order by week_start, geo"
 
 
 class IncrementalityConfig(dg.Config):
@@ -44,12 +47,8 @@ def incrementality(
     donor weights in `inputs`, and the incremental ROAS per dollar withheld. Signs: a holdout
     that works shows negative incremental revenue. BI tools and the MMM calibration read it."""
     with warehouse.connect(read_only=True) as conn:
-        registry = conn.execute(
-            "select * from staging.stg_adloop__experiments order by experiment_id"
-        ).df()
-        panel = conn.execute(
-            "select * from marts.mart_mmm_weekly_panel order by week_start, geo"
-        ).df()
+        registry = conn.execute(REGISTRY_SQL).df()
+        panel = conn.execute(PANEL_SQL).df()
     table, skipped = estimate_holdouts(
         registry, panel, methods=(AUGMENTED_SYNTHETIC_CONTROL, SYNTHETIC_CONTROL),
         alpha=config.alpha, cooldown_weeks=config.cooldown_weeks, seed=config.seed,
@@ -108,9 +107,7 @@ def geo_test_design(
     minimum detectable lift (80% power, 10% level) of a test of the configured length,
     simulated on the revenue history with the same conformal test that will read it."""
     with warehouse.connect(read_only=True) as conn:
-        panel = conn.execute(
-            "select * from marts.mart_mmm_weekly_panel order by week_start, geo"
-        ).df()
+        panel = conn.execute(PANEL_SQL).df()
     y = weekly_outcomes(panel)
     context.log.info(
         f"scoring up to {config.max_combinations} sets of {config.treated_geos} geos for a "

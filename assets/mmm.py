@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from assets.experiments import EXPERIMENTS, INCREMENTALITY, PANEL
+from assets.experiments import EXPERIMENTS, INCREMENTALITY, PANEL, PANEL_SQL, REGISTRY_SQL
 from assets.metadata import markdown_table
 from assets.resources import ArtifactStore, Warehouse
 from connectors.warehouse import replace_table
@@ -76,9 +76,7 @@ def _check_specs(key: dg.AssetKey, blocking: bool) -> list[dg.AssetCheckSpec]:
 
 def read_panel(warehouse: Warehouse):
     with warehouse.connect(read_only=True) as conn:
-        return panel_from_mart(
-            conn.execute("select * from marts.mart_mmm_weekly_panel order by week_start, geo").df()
-        )
+        return panel_from_mart(conn.execute(PANEL_SQL).df())
 
 
 def record_fit(
@@ -218,9 +216,7 @@ def _pymc_mmm(name: str, calibrated: bool):
                 estimates = conn.execute(
                     "select * from measurement.incrementality order by experiment_id, method, metric"
                 ).df()
-                registry = conn.execute(
-                    "select * from staging.stg_adloop__experiments order by experiment_id"
-                ).df()
+                registry = conn.execute(REGISTRY_SQL).df()
             lift_tests = lift_tests_from_experiments(estimates, registry, panel, CALIBRATION_METHOD)
             if not lift_tests:
                 context.log.warning(
