@@ -236,6 +236,8 @@ mmm_pymc_marketing = _pymc_mmm(PRIMARY_MMM, calibrated=True)
 mmm_pymc_marketing_uncalibrated = _pymc_mmm("mmm_pymc_marketing_uncalibrated", calibrated=False)
 MMM_MODELS = [PRIMARY_MMM, "mmm_pymc_marketing_uncalibrated", "mmm_lightweight_mmm"]
 LIGHTWEIGHT = dg.AssetKey(["measurement", "mmm_lightweight_mmm"])
+# Runs in .venv-lwmmm; not named lightweight_mmm.py, which would shadow the library there.
+PIPES_ENTRYPOINT = Path(__file__).parent / "pipes" / "fit_lightweight_mmm.py"
 
 
 @dg.asset(
@@ -257,7 +259,6 @@ def mmm_lightweight_mmm(
     opinion for the triangulation, not used for planning. When its environment is not built the
     table is emptied and the materialisation says how to build it (`make lightweight-mmm`)."""
     from models.mmm.lightweight_backend import (
-        RUNNER,
         LightweightMMMUnavailable,
         lightweight_python,
         prepare_inputs,
@@ -285,7 +286,7 @@ def mmm_lightweight_mmm(
     workdir = artifacts.dir("mmm", name)
     _input, extras = prepare_inputs(panel, settings, workdir)
     invocation = pipes_subprocess_client.run(
-        command=[str(python), str(RUNNER)], context=context, extras=extras
+        command=[str(python), str(PIPES_ENTRYPOINT)], context=context, extras=extras
     )
     reported = {}
     for res in invocation.get_results():

@@ -1,12 +1,11 @@
 """Fit lightweight-mmm on a national weekly panel and write posterior draws as JSON.
 
 Runs inside its own environment (.venv-lwmmm, see README.md), never in adloop's: it imports
-only numpy, pandas, jax, numpyro, lightweight_mmm, dagster_pipes and the standard library.
+only numpy, pandas, jax, numpyro, lightweight_mmm and the standard library.
 
-Two ways in, one computation:
-  - launched by Dagster Pipes (`PipesSubprocessClient`): the extras carry `input_path`,
-    `output_path`, `channels` and `settings`; progress goes to the Dagster log and the asset's
-    materialization is reported with a few headline numbers;
+Two ways in, one computation (`run`):
+  - `assets/pipes/fit_lightweight_mmm.py`, the Dagster Pipes face that the asset launches, calls
+    `run` and `headline`;
   - from a shell (or `models.mmm.lightweight_backend`):
       python runner.py --input panel.csv --output result.json --channels search,social \\
           --settings '{"draws": 500, "tune": 500, "chains": 2, "seed": 1, "holdout_weeks": 8}'
@@ -397,29 +396,6 @@ def headline(result: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
-
-    if argv is None and PipesEnvVarParamsLoader().is_dagster_pipes_process():
-        with open_dagster_pipes() as pipes:
-            extras = pipes.extras
-            result = run(
-                Path(extras["input_path"]),
-                Path(extras["output_path"]),
-                list(extras["channels"]),
-                dict(extras.get("settings") or {}),
-                pipes.log.info,
-            )
-            if pipes.is_asset_step and (len(pipes.asset_keys) == 1 or extras.get("asset_key")):
-                pipes.report_asset_materialization(
-                    metadata=headline(result), asset_key=extras.get("asset_key")
-                )
-            elif pipes.is_asset_step:
-                pipes.log.warning(
-                    f"several assets in scope ({list(pipes.asset_keys)}) and no extras['asset_key']: "
-                    "not reporting a materialization"
-                )
-        return 0
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--input", required=True, type=Path, help="national weekly panel (csv or parquet)"
