@@ -8,7 +8,7 @@ import dagster as dg
 import numpy as np
 
 from assets.metadata import markdown_table
-from assets.mmm import PRIMARY_MMM, load_primary_fit, read_panel
+from assets.mmm import PRIMARY_MMM, RUN_RATE_WEEKS, load_primary_fit, read_panel
 from assets.resources import Warehouse
 from connectors.warehouse import replace_table
 from models.budget import DEFAULT_POLICY_PATH, load_budget_policy, optimize_budget
@@ -19,9 +19,7 @@ BUDGET_PLAN = dg.AssetKey(["decisions", "budget_plan"])
 
 class BudgetPlanConfig(dg.Config):
     policy_path: str = str(DEFAULT_POLICY_PATH)
-    current_weeks: int = (
-        13  # the run-rate: mean weekly spend over the last quarter (flights average out)
-    )
+    current_weeks: int = RUN_RATE_WEEKS  # the run-rate the plan starts from
     total_budget: float | None = None  # default: the current run-rate's total
     objective: str | None = None  # max_revenue | target_roas; default: the policy's
     target_roas: float | None = None

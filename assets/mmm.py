@@ -25,6 +25,8 @@ from models.mmm.triangulation import triangulate
 
 PRIMARY_MMM = "mmm_pymc_marketing"
 TIMINGS = ("fit_seconds", "ess_bulk_per_second")
+# "Current" spend is the mean week of the last quarter: flighted channels (TV bursts) average out.
+RUN_RATE_WEEKS = 13
 CALIBRATION_METHOD = "augmented_synthetic_control"
 GATE_CHECKS = {
     "converged": "r-hat, bulk effective sample size and divergences within their gates",
@@ -170,7 +172,7 @@ def _summary_md(result: MMMResult) -> str:
     )
 
 
-def _current_weekly(panel, result: MMMResult, weeks: int = 4) -> dict[str, float]:
+def _current_weekly(panel, result: MMMResult, weeks: int = RUN_RATE_WEEKS) -> dict[str, float]:
     """Mean weekly spend per curve unit over the last `weeks` weeks."""
     recent = panel.frame[panel.frame["week_start"] >= panel.weeks[-weeks]]
     out = {}

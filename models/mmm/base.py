@@ -4,7 +4,6 @@ their uncertainty, response-curve draws and diagnostics out."""
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -199,16 +198,6 @@ class MMMResult:
             elif not ok(value):
                 out.append(f"{name} = {value:.4g}, gate {rule}")
         return out
-
-    def summary_record(self) -> dict:
-        return {
-            "backend": self.backend,
-            "panel_fingerprint": self.panel_fingerprint,
-            "settings": json.dumps(self.settings.to_dict(), sort_keys=True),
-            "diagnostics": json.dumps(self.diagnostics, sort_keys=True),
-            "artifact": str(self.artifact) if self.artifact else None,
-            "calibrated_with": list(self.calibrated_with),
-        }
 
 
 class MMMBackend(Protocol):

@@ -52,15 +52,11 @@ def contributions(
     return beta[:, None, :] * logistic(lam[:, None, :] * ad) * target_scale[None, None, :]
 
 
-def roas_and_mroas(
+def contribution_totals(
     spend: np.ndarray, step: float = 0.01, **params
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Total contribution [draw, unit], ROAS and marginal ROAS (return on the next `step` of
-    every week's spend) over the whole period."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Total contribution [draw, unit] over the period at the spend given and with every week's
+    spend raised by `step`: their difference over `step` x spend is the marginal ROAS."""
     base = contributions(spend, **params).sum(axis=1)
     more = contributions(spend * (1 + step), **params).sum(axis=1)
-    total = spend.sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        roas = np.where(total > 0, base / total, np.nan)
-        mroas = np.where(total > 0, (more - base) / (step * total), np.nan)
-    return base, roas, mroas
+    return base, more

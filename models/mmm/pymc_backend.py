@@ -15,11 +15,10 @@ import pandas as pd
 
 from models.mmm.artifacts import stem_of
 from models.mmm.base import DATE, GEO, TARGET, FitSettings, LiftTest, MMMPanel, MMMResult, interval
-from models.mmm.media import roas_and_mroas
+from models.mmm.media import contribution_totals
 
 log = logging.getLogger(__name__)
 
-NUTS_SAMPLERS = {"nutpie": "nutpie", "numpyro": "numpyro", "pymc": "pymc"}
 MEDIA_PARAMS = ("adstock_alpha", "saturation_lam", "saturation_beta")
 
 
@@ -131,7 +130,7 @@ class PymcMarketingBackend:
                 tune=settings.tune,
                 chains=settings.chains,
                 cores=min(settings.chains, os.cpu_count() or 1),
-                nuts_sampler=NUTS_SAMPLERS[settings.sampler],
+                nuts_sampler=settings.sampler,
                 target_accept=settings.target_accept,
                 random_seed=settings.seed,
                 progressbar=False,
@@ -222,8 +221,7 @@ def channel_table(panel: MMMPanel, params: dict, settings: FitSettings) -> pd.Da
     """Contribution, ROAS and marginal ROAS per channel over the whole panel, with intervals."""
     G, C = len(panel.geos), len(panel.channels)
     spend = panel.spend().reshape(len(panel.weeks), G * C)
-    contrib, _, _ = roas_and_mroas(spend, **params)
-    more, _, _ = roas_and_mroas(spend * 1.01, **params)
+    contrib, more = contribution_totals(spend, step=0.01, **params)
     by_channel = contrib.reshape(-1, G, C).sum(axis=1)
     more_by_channel = more.reshape(-1, G, C).sum(axis=1)
     total_spend = spend.reshape(-1, G, C).sum(axis=(0, 1))

@@ -9,7 +9,12 @@ from models.budget import ResponseCurves
 from models.mmm.artifacts import load_result, save_result
 from models.mmm.base import FitSettings, Gates, LiftTest, MMMPanel, MMMResult, panel_from_mart
 from models.mmm.calibration import lift_tests_from_experiments
-from models.mmm.media import adstock_weights, contributions, geometric_adstock, roas_and_mroas
+from models.mmm.media import (
+    adstock_weights,
+    contribution_totals,
+    contributions,
+    geometric_adstock,
+)
 from models.mmm.triangulation import triangulate
 from models.simulation.market import geometric_adstock as true_adstock
 from models.simulation.market import logistic_saturation
@@ -96,8 +101,10 @@ def test_marginal_roas_is_below_average_roas_on_a_concave_curve():
         alpha=np.array([[0.3]]), lam=np.array([[2.0]]), beta=np.array([[300.0]]),
         channel_scale=np.array([100.0]), target_scale=np.array([1.0]), l_max=8,
     )  # fmt: skip
-    _, roas, mroas = roas_and_mroas(spend, **params)
-    assert 0 < mroas[0, 0] < roas[0, 0]
+    base, more = contribution_totals(spend, step=0.01, **params)
+    roas = base[0, 0] / spend.sum()
+    mroas = (more[0, 0] - base[0, 0]) / (0.01 * spend.sum())
+    assert 0 < mroas < roas
 
 
 def _result(roas=(2.0, 0.8), diagnostics=None) -> MMMResult:
