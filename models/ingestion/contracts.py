@@ -262,6 +262,38 @@ PROMOTIONS = Contract(
     rules=(Rule("end_date >= start_date", "promotion ends before it starts"),),
 )
 
+CREATIVE_SERVING = Contract(
+    source="creative_serving",
+    table="creative_serving",
+    columns={
+        "impression_id": "VARCHAR",
+        "served_on": "DATE",
+        "campaign_id": "VARCHAR",
+        "creative_id": "VARCHAR",
+        "channel": "VARCHAR",
+        "geo": "VARCHAR",
+        "device": "VARCHAR",
+        "propensity": "DOUBLE",  # the logging policy's probability of the served creative
+        "clicked": "INTEGER",
+        "logging_policy": "VARCHAR",
+    },
+    required=(
+        "impression_id",
+        "served_on",
+        "campaign_id",
+        "creative_id",
+        "device",
+        "propensity",
+        "clicked",
+        "logging_policy",
+    ),
+    rules=(
+        # Off-policy estimates divide by the propensity: a row without a usable one is unusable.
+        Rule("propensity > 0 and propensity <= 1", "propensity outside (0, 1]"),
+        Rule("clicked in (0, 1)", "clicked is not 0 or 1"),
+    ),
+)
+
 ALL_CONTRACTS: tuple[Contract, ...] = (
     TRACKING_EVENTS,
     GOOGLE_ADS,
@@ -273,5 +305,6 @@ ALL_CONTRACTS: tuple[Contract, ...] = (
     EXPERIMENTS,
     FX_RATES,
     PROMOTIONS,
+    CREATIVE_SERVING,
 )
 CONTRACTS_BY_SOURCE: dict[str, Contract] = {c.source: c for c in ALL_CONTRACTS}

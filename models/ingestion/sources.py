@@ -18,6 +18,7 @@ from pathlib import Path
 
 from models.ingestion.contracts import (
     CAMPAIGNS,
+    CREATIVE_SERVING,
     CREATIVES,
     CRM_ORDERS,
     EXPERIMENTS,
@@ -170,6 +171,7 @@ SOURCES: dict[str, Source] = {
         Source(EXPERIMENTS, "reference/experiments.csv", read_csv),
         Source(PROMOTIONS, "reference/promotions.csv", read_csv),
         Source(FX_RATES, "fx/*.csv", read_csv),
+        Source(CREATIVE_SERVING, "creative_serving/*.csv", read_csv),
     )
 }
 

@@ -8,6 +8,7 @@ Layout under the output folder:
     landing/crm/orders_YYYY-MM.csv                 CRM orders, some in EUR and GBP
     landing/reference/{campaigns,creatives,experiments,promotions}.csv
     landing/fx/fx_rates.csv                        daily USD value of each currency
+    landing/creative_serving/serving_log.csv       sampled ad impressions with logging propensities
     truth.json                                     every true parameter and every injected flaw
 """
 
@@ -40,6 +41,11 @@ from models.simulation.market import (
 TRUTH_FILE = "truth.json"
 EVENT_BLOCK = 400_000  # events expanded and written at a time
 LANDING_DIR = "landing"
+SERVING_LOG_DIR = "creative_serving"
+SERVING_LOG_FILE = "serving_log.csv"
+SERVING_DEVICES: tuple[str, ...] = ("mobile", "desktop", "tablet")
+SERVING_EPSILON = 0.2  # share of traffic the logging policy spreads uniformly, to explore
+SERVING_POLICY_NAME = "tilt_eps20_v1"
 
 _ACCOUNTS = {"google_ads": "4815162342", "meta": "1029384756", "offline": "agency-hmg"}
 _CURRENCY_DEFAULT_RATE = {"USD": 1.0, "EUR": 1.08, "GBP": 1.27}
@@ -61,6 +67,15 @@ _UTM = {
     "social": ("facebook", "paid_social"),
     "email": ("newsletter", "email"),
 }
+# Device mix of each digital channel's impressions (mobile, desktop, tablet), and how much
+# likelier a click is on each device before the creative's own device effect.
+_SERVING_DEVICE_SHARE = {
+    "search": (0.55, 0.38, 0.07),
+    "social": (0.78, 0.15, 0.07),
+    "display": (0.60, 0.30, 0.10),
+    "video": (0.62, 0.23, 0.15),
+}
+_SERVING_DEVICE_MULT = (0.85, 1.25, 1.0)
 _SPEND_DOW = np.array([1.05, 1.05, 1.0, 1.0, 0.98, 0.96, 0.96])
 _REVENUE_DOW = np.array([0.95, 0.93, 0.94, 0.98, 1.05, 1.1, 1.05])
 _HEADLINES = {
@@ -111,8 +126,10 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
     out_dir = Path(out_dir)
     landing = out_dir / LANDING_DIR
     landing.mkdir(parents=True, exist_ok=True)
-    seeds = np.random.SeedSequence(config.seed).spawn(8)
-    r_market, r_leaf, r_orders, r_users, r_events, r_dirt, r_fx, r_perf = (
+    # Spawned children depend only on their index, so a stream added last leaves the others'
+    # draws (and every file they shape) unchanged.
+    seeds = np.random.SeedSequence(config.seed).spawn(9)
+    r_market, r_leaf, r_orders, r_users, r_events, r_dirt, r_fx, r_perf, r_serving = (
         np.random.default_rng(s) for s in seeds
     )
 
@@ -399,6 +416,12 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
     ).to_csv(ref / "promotions.csv", index=False)
     (landing / "fx").mkdir(parents=True, exist_ok=True)
     pd.DataFrame(fx_rows).to_csv(landing / "fx" / "fx_rates.csv", index=False)
+    log(f"logging {config.serving_log_impressions:,} creative impressions")
+    serving_log, serving_truth = _serving_log(
+        config, r_serving, campaigns, creatives, leaves, leaf_cents, days, geos
+    )
+    (landing / SERVING_LOG_DIR).mkdir(parents=True, exist_ok=True)
+    serving_log.to_csv(landing / SERVING_LOG_DIR / SERVING_LOG_FILE, index=False)
 
     # --- truth -------------------------------------------------------------------------------------
     contrib_total = contribution.sum(axis=(0, 1))
@@ -455,6 +478,7 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
             }
             for cr in creatives
         },
+        "creative_serving": serving_truth,
         "counts": {
             "orders_completed": int(N),
             "orders_cancelled": int(n_cancel),
@@ -470,6 +494,7 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
             + dirt_counts["meta_ads"]["missing_spend_rows"],
             "offline_media": dirt_counts["offline_media"]["negative_spend_rows"]
             + dirt_counts["offline_media"]["missing_spend_rows"],
+            "creative_serving": 0,
         },
     }
     truth_path = out_dir / TRUTH_FILE
@@ -478,6 +503,136 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
     return SimulationResult(
         out_dir=out_dir, landing_dir=landing, truth_path=truth_path, truth=truth
     )
+
+
+def _serving_log(
+    config: SimulationConfig,
+    rng: np.random.Generator,
+    campaigns: list[dict],
+    creatives: list[dict],
+    leaves: list[tuple],
+    leaf_cents: np.ndarray,
+    days: list[date],
+    geos: tuple[str, ...],
+) -> tuple[pd.DataFrame, dict]:
+    """Logged impressions of the digital campaigns (which creative the logging policy served in
+    which context, with what probability, and whether it was clicked) and the truth that values
+    any other creative policy on the same contexts.
+
+    Email is left out: a send is not an impression auction, and email creatives have no CTR here.
+    """
+    columns = ["impression_id", "served_on", "campaign_id", "creative_id", "channel", "geo",
+               "device", "propensity", "clicked", "logging_policy"]  # fmt: skip
+    digital = [c for c in campaigns if c["channel"] in _SERVING_DEVICE_SHARE]
+    col = {c["campaign_id"]: k for k, c in enumerate(digital)}
+    D, G, _ = leaf_cents.shape
+    # Contexts follow delivery (impressions bought by each day's spend), so nothing is served
+    # where a holdout kept the channel dark.
+    volume = np.zeros((D, G, len(digital)))
+    for li, (_c, camp, cr, _share) in enumerate(leaves):
+        if cr is not None and camp["campaign_id"] in col:
+            volume[:, :, col[camp["campaign_id"]]] += leaf_cents[:, :, li] / _CPM[camp["channel"]]
+    total = float(volume.sum())
+
+    dev_mult = np.array(_SERVING_DEVICE_MULT)
+    geo_volume = volume.sum(axis=(0, 2))
+    geo_mult = rng.lognormal(0.0, 0.1, G)
+    if total > 0:
+        geo_mult /= float(geo_mult @ geo_volume) / total  # impression-weighted mean of 1
+    K, n_dev = config.creatives_per_campaign, len(SERVING_DEVICES)
+    ctr = np.zeros((len(digital), K))
+    effect = np.ones((len(digital), K, n_dev))
+    logging_p = np.full((len(digital), K, n_dev), 1.0 / K)
+    dev_share = np.zeros((len(digital), n_dev))
+    for k, camp in enumerate(digital):
+        crs = [cr for cr in creatives if cr["campaign_id"] == camp["campaign_id"]]
+        dev_share[k] = _SERVING_DEVICE_SHARE[camp["channel"]]
+        ctr[k] = [cr["_ctr"] for cr in crs]
+        # A creative x device interaction: the best creative differs by device, which a
+        # context-free policy cannot exploit. Normalised so each creative's device-weighted
+        # mean CTR is its registry CTR.
+        raw = rng.lognormal(0.0, 0.35, (K, n_dev))
+        effect[k] = raw / (raw * dev_mult * dev_share[k]).sum(axis=1, keepdims=True)
+        # The platform's optimiser half knows the device effects; spend shares set the base.
+        tilt = 0.6 * np.log(effect[k]) + rng.normal(0.0, 0.3, (K, n_dev))
+        w = np.array([cr["_share"] for cr in crs])[:, None] * np.exp(tilt)
+        logging_p[k] = (1 - SERVING_EPSILON) * w / w.sum(axis=0) + SERVING_EPSILON / K
+
+    n = config.serving_log_impressions if total > 0 else 0
+    cell = np.sort(rng.choice(volume.size, size=n, p=volume.reshape(-1) / total)) if n else []
+    day, g, ci = np.unravel_index(np.asarray(cell, dtype=np.int64), volume.shape)
+    u_dev, u_arm, u_click = rng.random((3, n))
+    device = (u_dev[:, None] > np.cumsum(dev_share, axis=1)[ci]).sum(axis=1).clip(0, n_dev - 1)
+    p_rows = logging_p[ci, :, device]  # [n, K]
+    arm = (u_arm[:, None] > np.cumsum(p_rows, axis=1)).sum(axis=1).clip(0, K - 1)
+    rows = np.arange(n)
+    click_p = ctr[ci, arm] * dev_mult[device] * geo_mult[g] * effect[ci, arm, device]
+    clicked = (u_click < np.minimum(click_p, 1.0)).astype(int)
+    cr_ids = np.array(
+        [cr["creative_id"] for c in digital for cr in creatives if cr["campaign_id"] == c["campaign_id"]],
+        dtype=object,
+    ).reshape(len(digital), K)  # fmt: skip
+    day_iso = np.array([d.isoformat() for d in days], dtype=object)
+    log_df = pd.DataFrame(
+        {
+            "impression_id": [f"imp-{i + 1:08d}" for i in range(n)],
+            "served_on": day_iso[day],
+            "campaign_id": np.array([c["campaign_id"] for c in digital], dtype=object)[ci],
+            "creative_id": cr_ids[ci, arm],
+            "channel": np.array([c["channel"] for c in digital], dtype=object)[ci],
+            "geo": np.array(geos, dtype=object)[g],
+            "device": np.array(SERVING_DEVICES, dtype=object)[device],
+            "propensity": np.round(p_rows[rows, arm], 6),
+            "clicked": clicked,
+            "logging_policy": SERVING_POLICY_NAME,
+        },
+        columns=columns,
+    )
+
+    context_share = volume.sum(axis=0) / total if total > 0 else np.zeros((G, len(digital)))
+    truth = {
+        "logging_policy": SERVING_POLICY_NAME,
+        "epsilon": SERVING_EPSILON,
+        "impressions": int(n),
+        "clicks": int(clicked.sum()),
+        "click_probability": "ctr * device_multiplier[device] * geo_multiplier[geo]"
+        " * device_effect[device], capped at 1",
+        "devices": list(SERVING_DEVICES),
+        "device_multiplier": dict(zip(SERVING_DEVICES, map(float, dev_mult), strict=True)),
+        "geo_multiplier": dict(zip(geos, map(float, geo_mult), strict=True)),
+        "device_share": {
+            ch: dict(zip(SERVING_DEVICES, map(float, sh), strict=True))
+            for ch, sh in _SERVING_DEVICE_SHARE.items()
+            if ch in {c["channel"] for c in digital}
+        },
+        # Probability of a (campaign, geo) context among logged impressions; devices then
+        # follow device_share of the campaign's channel.
+        "contexts": [
+            {
+                "campaign_id": camp["campaign_id"],
+                "channel": camp["channel"],
+                "geo": geos[gi],
+                "share": float(context_share[gi, ki]),
+            }
+            for ki, camp in enumerate(digital)
+            for gi in range(G)
+            if context_share[gi, ki] > 0
+        ],
+        "creatives": {
+            str(cr_ids[ki, a]): {
+                "campaign_id": camp["campaign_id"],
+                "channel": camp["channel"],
+                "ctr": float(ctr[ki, a]),
+                "device_effect": dict(zip(SERVING_DEVICES, map(float, effect[ki, a]), strict=True)),
+                "logging_probability": dict(
+                    zip(SERVING_DEVICES, map(float, logging_p[ki, a]), strict=True)
+                ),
+            }
+            for ki, camp in enumerate(digital)
+            for a in range(K)
+        },
+    }
+    return log_df, truth
 
 
 def _month_keys(day_idx: np.ndarray, days: list[date]) -> np.ndarray:

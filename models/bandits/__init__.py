@@ -1,0 +1,1 @@
+"""Traffic allocation among creatives (Thompson sampling, LinUCB) and off-policy evaluation."""
