@@ -113,6 +113,9 @@ class SimulationConfig:
     # propensities. At ~1% average CTR, 100k impressions give ~1,000 clicks: enough for
     # off-policy estimates of a creative policy's CTR to land within ~5% (one standard error).
     serving_log_impressions: int = 100_000
+    # Share of digital creatives that wear out: their click rate falls by 30-60% over the
+    # history with cumulative impressions (truth.json says which, and by how much).
+    fatigued_creative_share: float = 0.25
 
     def __post_init__(self) -> None:
         if self.start_date.weekday() != 0:
@@ -121,6 +124,10 @@ class SimulationConfig:
             raise ValueError(f"geos must be between 1 and {len(GEO_CODES)}, got {self.geos}")
         if self.weeks < 2:
             raise ValueError("weeks must be at least 2")
+        if not 0 <= self.fatigued_creative_share <= 1:
+            raise ValueError(
+                f"fatigued_creative_share must be in [0, 1], got {self.fatigued_creative_share}"
+            )
         if self.serving_log_impressions < 0:
             raise ValueError(
                 f"serving_log_impressions must be >= 0, got {self.serving_log_impressions}"

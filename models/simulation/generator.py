@@ -128,8 +128,8 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
     landing.mkdir(parents=True, exist_ok=True)
     # Spawned children depend only on their index, so a stream added last leaves the others'
     # draws (and every file they shape) unchanged.
-    seeds = np.random.SeedSequence(config.seed).spawn(9)
-    r_market, r_leaf, r_orders, r_users, r_events, r_dirt, r_fx, r_perf, r_serving = (
+    seeds = np.random.SeedSequence(config.seed).spawn(10)
+    r_market, r_leaf, r_orders, r_users, r_events, r_dirt, r_fx, r_perf, r_serving, r_fatigue = (
         np.random.default_rng(s) for s in seeds
     )
 
@@ -336,6 +336,7 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
     # --- ad platform reports -----------------------------------------------------------------
     log("writing ad platform reports")
     perf_rows = _performance_rows(config, r_perf, leaves, leaf_cents, geos)
+    fatigue_truth = _apply_fatigue(config, r_fatigue, perf_rows, creatives)
 
     # --- write landing files, injecting dirt -------------------------------------------------------
     dirt_counts = {}
@@ -475,6 +476,7 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
                 "channel": cr["channel"],
                 "ctr": cr["_ctr"],
                 "cvr": cr["_cvr"],
+                **fatigue_truth.get(cr["creative_id"], {}),
             }
             for cr in creatives
         },
@@ -917,6 +919,54 @@ def _performance_rows(config, rng, leaves, leaf_cents, geos) -> dict[str, pd.Dat
         frame = frame.assign(campaign_id=camp["campaign_id"], campaign_name=camp["campaign_name"])
         frames[platform].append(frame[frame["_cents"] > 0])  # platforms omit days without delivery
     return {k: pd.concat(v, ignore_index=True) for k, v in frames.items() if v}
+
+
+def _apply_fatigue(config, rng, perf: dict[str, pd.DataFrame], creatives) -> dict[str, dict]:
+    """Wear-out: a share of the digital creatives lose click rate with cumulative exposure,
+    CTR(t) = CTR x exp(-rate x cumulative impressions in millions). Applied by thinning the
+    clicks already drawn (each click survives with that probability, conversions with their
+    click), from its own random stream, so every other number stays as it was. Returns the
+    truth per creative: the rate and the decay over the whole history."""
+    truth: dict[str, dict] = {}
+    fatigued = {
+        cr["creative_id"]
+        for cr in creatives
+        if cr["channel"] in _CTR and rng.random() < config.fatigued_creative_share
+    }
+    for platform, frame in perf.items():
+        if "clicks" not in frame:
+            continue
+        order = frame.sort_values(["creative_id", "_day", "_geo"], kind="stable").index
+        f = frame.loc[order]
+        daily = f.groupby(["creative_id", "_day"], sort=True)["impressions"].sum()
+        # exposure before each day, so a creative's launch day is at full strength
+        before = daily.groupby(level=0).cumsum() - daily
+        for cid in sorted(set(f["creative_id"]) & fatigued):
+            total = float(daily.loc[cid].sum()) / 1e6
+            target = float(rng.uniform(0.3, 0.6))  # CTR lost over the history
+            rate = -np.log1p(-target) / max(total, 1e-9)
+            idx = f.index[f["creative_id"] == cid]
+            exposure = before.loc[cid].reindex(f.loc[idx, "_day"]).to_numpy() / 1e6
+            keep = np.exp(-rate * exposure)
+            conv = frame.loc[idx, "conversions"].to_numpy()
+            clicks = frame.loc[idx, "clicks"].to_numpy()
+            conv_kept = rng.binomial(conv, keep)
+            clicks_kept = conv_kept + rng.binomial(clicks - conv, keep)
+            value = frame.loc[idx, "value"].to_numpy()
+            frame.loc[idx, "value"] = np.round(
+                np.where(conv > 0, value * conv_kept / np.maximum(conv, 1), 0.0), 2
+            )
+            frame.loc[idx, "clicks"] = clicks_kept
+            frame.loc[idx, "conversions"] = conv_kept
+            truth[cid] = {
+                "fatigued": True,
+                "fatigue_rate_per_million_impressions": rate,
+                "ctr_decay_over_history": 1 - float(np.exp(-rate * total)),
+            }
+    for cr in creatives:
+        if cr["channel"] in _CTR and cr["creative_id"] not in truth:
+            truth[cr["creative_id"]] = {"fatigued": False}
+    return truth
 
 
 def _inject_spend_dirt(
