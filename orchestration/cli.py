@@ -105,21 +105,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         return 1
 
-    from orchestration.pipeline import run_measure_and_plan
+    from orchestration.pipeline import run_creative_loop, run_measure_and_plan
 
     _say("running measure_and_plan: experiments, MMMs, attribution, triangulation, budget plan")
     started = time.time()
     measure = run_measure_and_plan(instance=instance, log_level=args.log_level)
-    m_evals = [
-        e.event_specific_data
-        for e in measure.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    ]
-    m_failed = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in m_evals if not e.passed]
+    _report_run(measure, started)
     _say(
-        f"{'succeeded' if measure.success else 'FAILED'} in {time.time() - started:.0f}s: "
-        f"{len(m_evals)} checks evaluated, {len(m_failed)} failed {m_failed[:5]}"
+        "running creative_loop: embeddings, retrieval, fatigue, LLM variants, moderation, bandits, OPE"
     )
+    started = time.time()
+    creative = run_creative_loop(instance=instance, log_level=args.log_level)
+    _report_run(creative, started)
 
     truth = json.loads((sim_dir / TRUTH_FILE).read_text())
     print()
@@ -144,11 +141,65 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 f"  marts.{name:<28} {conn.execute(f'select count(*) from marts.{name}').fetchone()[0]:>9,} rows"
             )
         _print_measurement(conn, truth)
+        _print_creative(conn, truth)
     print(
         f"\nWarehouse: {os.environ[WAREHOUSE_PATH_ENV]} (open it with duckdb or any BI tool that reads DuckDB)\n"
         "Open the Dagster UI on http://127.0.0.1:3000 with:  make ui"
     )
-    return 0 if run.success and measure.success else 1
+    return 0 if run.success and measure.success and creative.success else 1
+
+
+def _report_run(result, started: float) -> None:
+    evaluations = [
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
+    failed = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in evaluations if not e.passed]
+    _say(
+        f"{'succeeded' if result.success else 'FAILED'} in {time.time() - started:.0f}s: "
+        f"{len(evaluations)} checks evaluated, {len(failed)} failed {failed[:5]}"
+    )
+
+
+def _print_creative(conn, truth: dict) -> None:
+    """What the creative loop proposed, and why the rest was not."""
+    tables = {
+        r[0]
+        for r in conn.execute(
+            "select table_schema || '.' || table_name from information_schema.tables"
+        ).fetchall()
+    }
+    if "decisions.creative_variants" in tables:
+        counts = dict(
+            conn.execute(
+                "select status, count(*) from decisions.creative_variants group by 1 order by 1"
+            ).fetchall()
+        )
+        print(f"Creative variants (decisions.creative_variants): {counts}")
+        for status, channel, headline, body, reasons in conn.execute(
+            "select status, channel, headline, body, reasons from decisions.creative_variants "
+            "order by status = 'proposed' desc, variant_id limit 6"
+        ).fetchall():
+            why = "" if status == "proposed" else f"  <- {', '.join(json.loads(reasons))[:110]}"
+            print(f"  [{status}] {channel}: {headline!r} / {body[:60]!r}{why}")
+    if "decisions.llm_calls" in tables:
+        n, tin, tout, lat = conn.execute(
+            "select count(*), sum(tokens_in), sum(tokens_out), median(latency_s) "
+            "from decisions.llm_calls"
+        ).fetchone()
+        print(f"LLM calls: {n} ({tin} tokens in, {tout} out, median {lat:.1f}s a call)")
+    if "decisions.creative_traffic_split" in tables:
+        print("Traffic splits (decisions.creative_traffic_split), per campaign:")
+        for row in conn.execute(
+            "select campaign_id, any_value(proposed), any_value(policy), "
+            "any_value(estimated_value), any_value(current_value), any_value(true_value_note), "
+            "any_value(gate_reason) from decisions.creative_traffic_split "
+            "group by campaign_id order by campaign_id"
+        ).fetchall():
+            cid, proposed, policy, est, cur, _note, reason = row
+            verdict = "PROPOSED" if proposed else "held back"
+            print(f"  {cid} {policy}: CTR {est:.4f} vs current {cur:.4f}  {verdict}: {reason[:80]}")
 
 
 def _roas_cell(v: tuple) -> str:

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import attribution, budget, dbt, experiments, ingestion, mmm, quality
+from assets import (
+    attribution,
+    bandits,
+    budget,
+    creatives,
+    dbt,
+    experiments,
+    ingestion,
+    mmm,
+    quality,
+)
 from orchestration.jobs import (
+    creative_loop_job,
     ingest_and_transform_job,
     ingest_events_job,
     ingest_events_schedule,
@@ -29,9 +40,15 @@ defs = dg.Definitions(
         mmm.mmm_lightweight_mmm,
         mmm.mmm_triangulation,
         budget.budget_plan,
+        creatives.brand_passages,
+        creatives.creative_embeddings,
+        creatives.creative_fatigue,
+        creatives.creative_variants,
+        bandits.creative_bandit_stats,
+        bandits.creative_traffic_split,
     ],
     asset_checks=[*ingestion.reconciliation_checks, *quality.quality_checks],
-    jobs=[ingest_events_job, ingest_and_transform_job, measure_and_plan_job],
+    jobs=[ingest_events_job, ingest_and_transform_job, measure_and_plan_job, creative_loop_job],
     schedules=[ingest_events_schedule],
     sensors=[landing_sensor, transform_after_events],
     resources=build_resources(),

@@ -12,6 +12,7 @@ import dagster as dg
 
 FOUNDATION_GROUPS = ("ingestion", "staging", "intermediate", "marts")
 MEASUREMENT_GROUPS = ("measurement", "decisions")
+CREATIVE_GROUPS = ("creative",)
 WAREHOUSE_TAG = {"adloop/warehouse": "duckdb"}
 
 # Event staging converts revenue with the day's exchange rate, so the (small) fx table loads with it.
@@ -46,6 +47,16 @@ measure_and_plan_job = dg.define_asset_job(
     tags=WAREHOUSE_TAG,
     description="Estimate the geo experiments, fit the MMMs (calibrated with the experiments), attribute, "
     "triangulate, and plan next week's budget from the calibrated MMM if it passed its diagnostics gates.",
+)
+
+creative_loop_job = dg.define_asset_job(
+    name="creative_loop",
+    selection=dg.AssetSelection.groups(*CREATIVE_GROUPS),
+    executor_def=dg.in_process_executor,
+    tags=WAREHOUSE_TAG,
+    description="Embed and index the brand documents and creatives, measure creative fatigue, write "
+    "moderated ad-copy variants with the LLM grounded in retrieved brand facts, and propose bandit "
+    "traffic splits that passed off-policy evaluation.",
 )
 
 ingest_events_schedule = dg.build_schedule_from_partitioned_job(

@@ -8,7 +8,12 @@ from datetime import date
 
 import dagster as dg
 
-from orchestration.jobs import ingest_and_transform_job, ingest_events_job, measure_and_plan_job
+from orchestration.jobs import (
+    creative_loop_job,
+    ingest_and_transform_job,
+    ingest_events_job,
+    measure_and_plan_job,
+)
 from orchestration.sensors import partition_range_tags
 
 
@@ -64,12 +69,28 @@ def run_measure_and_plan(
 ) -> dg.ExecuteInProcessResult:
     """Experiments, MMMs, attribution, triangulation and the budget plan, on the marts as they
     are. `op_config` maps asset names to their config (e.g. sampler settings for tests)."""
+    return _run_job(measure_and_plan_job.name, instance, log_level, op_config)
+
+
+def run_creative_loop(
+    instance: dg.DagsterInstance | None = None,
+    log_level: str = "DEBUG",
+    op_config: dict | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Embeddings, retrieval, fatigue, moderated LLM variants and OPE-gated traffic splits, on
+    the marts as they are."""
+    return _run_job(creative_loop_job.name, instance, log_level, op_config)
+
+
+def _run_job(
+    name: str, instance: dg.DagsterInstance | None, log_level: str, op_config: dict | None
+) -> dg.ExecuteInProcessResult:
     from orchestration.definitions import defs
 
     run_config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     if op_config:
         run_config["ops"] = {name: {"config": cfg} for name, cfg in op_config.items()}
-    return defs.resolve_job_def(measure_and_plan_job.name).execute_in_process(
+    return defs.resolve_job_def(name).execute_in_process(
         instance=instance or dg.DagsterInstance.ephemeral(),
         run_config=run_config,
         raise_on_error=False,

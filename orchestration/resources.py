@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -10,7 +11,15 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from assets.dbt import dbt_project
-from assets.resources import ARTIFACTS_PATH_ENV, ArtifactStore, LandingZone, Warehouse
+from assets.resources import (
+    ARTIFACTS_PATH_ENV,
+    ArtifactStore,
+    EmbeddingModel,
+    LandingZone,
+    LanguageModel,
+    VectorIndex,
+    Warehouse,
+)
 from connectors.warehouse import WAREHOUSE_PATH_ENV
 from models.ingestion.sources import LANDING_PATH_ENV
 
@@ -28,6 +37,36 @@ def dbt_executable() -> str:
     return shutil.which("dbt") or "dbt"
 
 
+def _optional(name: str) -> dg.EnvVar | None:
+    """An EnvVar where the variable is set: secrets are resolved by Dagster at run time and
+    never appear in the definitions; unset means the embedded default."""
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
+def build_creative_resources() -> dict[str, object]:
+    """Embeddings, vector store and LLM: embedded defaults unless the environment names a
+    remote service (see README, "Configuration")."""
+    return {
+        "embeddings": EmbeddingModel(
+            provider=os.environ.get("ADLOOP_EMBEDDINGS_PROVIDER", "local"),
+            model=os.environ.get("ADLOOP_EMBEDDINGS_MODEL", "text-embedding-3-small"),
+            base_url=_optional("ADLOOP_EMBEDDINGS_BASE_URL"),
+            api_key=_optional("OPENAI_API_KEY"),
+        ),
+        "vector_store": VectorIndex(
+            backend=os.environ.get("ADLOOP_VECTOR_STORE", "duckdb"),
+            url=_optional("WEAVIATE_URL"),
+            api_key=_optional("WEAVIATE_API_KEY"),
+        ),
+        "llm": LanguageModel(
+            base_url=_optional("ADLOOP_LLM_BASE_URL"),
+            api_key=_optional("ADLOOP_LLM_API_KEY"),
+            model=_optional("ADLOOP_LLM_MODEL"),
+            structured_output=os.environ.get("ADLOOP_LLM_STRUCTURED_OUTPUT", "json_schema"),
+        ),
+    }
+
+
 def build_resources() -> dict[str, object]:
     return {
         "warehouse": Warehouse(path=dg.EnvVar(WAREHOUSE_PATH_ENV)),
@@ -35,4 +74,5 @@ def build_resources() -> dict[str, object]:
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
         "artifacts": ArtifactStore(path=dg.EnvVar(ARTIFACTS_PATH_ENV)),
         "pipes_subprocess_client": dg.PipesSubprocessClient(),
+        **build_creative_resources(),
     }
