@@ -190,16 +190,37 @@ def _print_creative(conn, truth: dict) -> None:
         ).fetchone()
         print(f"LLM calls: {n} ({tin} tokens in, {tout} out, median {lat:.1f}s a call)")
     if "decisions.creative_traffic_split" in tables:
-        print("Traffic splits (decisions.creative_traffic_split), per campaign:")
-        for row in conn.execute(
-            "select campaign_id, any_value(proposed), any_value(policy), "
-            "any_value(estimated_value), any_value(current_value), any_value(true_value_note), "
-            "any_value(gate_reason) from decisions.creative_traffic_split "
-            "group by campaign_id order by campaign_id"
-        ).fetchall():
-            cid, proposed, policy, est, cur, _note, reason = row
-            verdict = "PROPOSED" if proposed else "held back"
-            print(f"  {cid} {policy}: CTR {est:.4f} vs current {cur:.4f}  {verdict}: {reason[:80]}")
+        _print_traffic_splits(conn, truth)
+
+
+def _print_traffic_splits(conn, truth: dict) -> None:
+    from models.bandits.truth import policy_from_shares, true_policy_value, truth_logging_policy
+
+    split = conn.execute(
+        "select * from decisions.creative_traffic_split order by candidate, campaign_id"
+    ).df()
+    current = true_policy_value(truth, truth_logging_policy(truth))
+    print(
+        "Creative traffic splits (decisions.creative_traffic_split): click rate by off-policy "
+        f"evaluation [95%] against the truth; the serving policy's true CTR is {current:.4%}"
+    )
+    for name, rows in split.groupby("candidate", sort=True):
+        shares = {
+            (r.campaign_id, json.loads(r.context).get("device"), r.creative_id): r.proposed_share
+            for r in rows.itertuples()
+        }
+        true = true_policy_value(truth, policy_from_shares(shares))
+        r = rows.iloc[0]
+        verdict = (
+            "PROPOSED"
+            if r["proposed"]
+            else ("passed the gate" if r["gate_passed"] else "held back")
+        )
+        print(
+            f"  {name:<9} {r['estimated_ctr']:.4%} [{r['estimated_ctr_low']:.4%}, "
+            f"{r['estimated_ctr_high']:.4%}]  truth {true:.4%}  improvement "
+            f"[{r['improvement_low']:+.1%}, {r['improvement_high']:+.1%}]  {verdict}"
+        )
 
 
 def _roas_cell(v: tuple) -> str:

@@ -117,3 +117,22 @@ def oracle_policy(truth: Mapping | ServingTruth) -> Policy:
         return greedy(true_click_probabilities(st, contexts, arms), eligible)
 
     return policy
+
+
+def policy_from_shares(shares: Mapping[tuple[str, str | None, str], float]) -> Policy:
+    """A policy from traffic shares keyed by (campaign, device or None, creative), as a split
+    table states them; a device-free share applies to every device of its campaign."""
+
+    def policy(contexts: pd.DataFrame, arms: Sequence[str], eligible: np.ndarray) -> np.ndarray:
+        out = np.zeros(eligible.shape)
+        for i, (campaign, device) in enumerate(
+            zip(contexts["campaign_id"], contexts["device"], strict=True)
+        ):
+            for j in np.flatnonzero(eligible[i]):
+                arm = arms[j]
+                out[i, j] = shares.get(
+                    (campaign, device, arm), shares.get((campaign, None, arm), 0)
+                )
+        return out / out.sum(axis=1, keepdims=True)
+
+    return policy

@@ -6,11 +6,10 @@ and traffic splits proposed only after off-policy evaluation, also judged agains
 import json
 
 import duckdb
-import numpy as np
 import pandas as pd
 import pytest
 
-from models.bandits.truth import true_policy_value, truth_logging_policy
+from models.bandits.truth import policy_from_shares, true_policy_value, truth_logging_policy
 from models.creative.moderation import STAGES
 from orchestration.pipeline import run_creative_loop
 from tests.e2e.conftest import environment
@@ -162,23 +161,12 @@ def test_fatigue_flags_the_creatives_the_simulator_wore_out(creative):
 
 
 def _policy_from_rows(rows: pd.DataFrame):
-    """The proposed split as a policy over the serving truth's contexts."""
-    shares = {
-        (r.campaign_id, json.loads(r.context).get("device"), r.creative_id): r.proposed_share
-        for r in rows.itertuples()
-    }
-
-    def policy(contexts, arms, eligible):
-        out = np.zeros(eligible.shape)
-        for i, c in enumerate(contexts.itertuples()):
-            for j, arm in enumerate(arms):
-                if eligible[i, j]:
-                    out[i, j] = shares.get(
-                        (c.campaign_id, c.device, arm), shares.get((c.campaign_id, None, arm), 0.0)
-                    )
-        return out / out.sum(axis=1, keepdims=True)
-
-    return policy
+    return policy_from_shares(
+        {
+            (r.campaign_id, json.loads(r.context).get("device"), r.creative_id): r.proposed_share
+            for r in rows.itertuples()
+        }
+    )
 
 
 def test_traffic_splits_are_judged_off_policy_and_against_the_truth(creative):
