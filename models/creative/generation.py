@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -183,16 +184,19 @@ def variants_schema(n: int, limits: CopyLimits) -> dict[str, Any]:
                 "maxItems": n,
                 "items": {
                     "type": "object",
+                    # Body first: llama.cpp's grammar emits the fields in this order, and a small
+                    # model that writes the headline first mostly repeats it as the body; from a
+                    # body sentence it writes a shorter headline (scripts/eval_creative_prompt.py).
                     "properties": {
+                        "body": {"type": "string", "minLength": 1, "maxLength": limits.body_max},
                         "headline": {
                             "type": "string",
                             "minLength": 1,
                             "maxLength": limits.headline_max,
                         },
-                        "body": {"type": "string", "minLength": 1, "maxLength": limits.body_max},
                         "rationale": {"type": "string", "maxLength": limits.rationale_max},
                     },
-                    "required": ["headline", "body", "rationale"],
+                    "required": ["body", "headline", "rationale"],
                     "additionalProperties": False,
                 },
             }
@@ -214,8 +218,47 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+_HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$")
+_BULLET = re.compile(r"^\s*[-*+]\s+")
+
+
+def _passage_lines(text: str) -> tuple[str, list[str]]:
+    """A chunk's section heading (the last markdown heading) and its content as short lines: a
+    line per bullet or paragraph, headings and markup left out, wording unchanged."""
+    heading, lines, para = "", [], []
+
+    def flush() -> None:
+        if para:
+            lines.append(" ".join(para))
+            para.clear()
+
+    for raw in text.splitlines():
+        line = raw.strip()
+        m = _HEADING.match(line)
+        if m:
+            flush()
+            heading = m.group(1)
+        elif not line:
+            flush()
+        elif _BULLET.match(line):
+            flush()
+            para.append(_BULLET.sub("", line))
+        else:
+            para.append(line)
+    flush()
+    return heading, [_one_line(x) for x in lines if x.strip()]
+
+
 def _format_passages(passages: Sequence[PassageLike]) -> str:
-    return "\n".join(f"[{p.passage_id}] {_one_line(p.text)}" for p in passages)
+    """One block per passage: `[id] section heading`, then its facts as `- ` lines. A small model
+    copies markdown headings and long run-on lines into its answers; short bullet lines read
+    like the facts they are."""
+    blocks = []
+    for p in passages:
+        heading, lines = _passage_lines(p.text)
+        body = "\n".join(f"- {line}" for line in lines)
+        blocks.append(f"[{p.passage_id}] {heading}".rstrip() + (f"\n{body}" if body else ""))
+    return "\n".join(blocks)
 
 
 def _format_exemplars(exemplars: Sequence[Exemplar]) -> str:
