@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from connectors.embeddings.base import EmbeddingError, check_texts, normalise_rows
+from connectors.openai_api import OpenAIAPI
 
 if TYPE_CHECKING:
     import openai
@@ -45,11 +46,6 @@ class OpenAIEmbedder:
             raise ValueError(
                 "model is empty: name an embeddings model, e.g. text-embedding-3-small"
             )
-        if not api_key:
-            raise ValueError(
-                "api_key is empty: pass OPENAI_API_KEY (a local OpenAI-compatible server that "
-                "checks no key still needs a placeholder such as 'none')"
-            )
         if dimensions is not None and dimensions < 1:
             raise ValueError(f"dimensions must be positive, got {dimensions}")
         if batch_size < 1:
@@ -61,8 +57,7 @@ class OpenAIEmbedder:
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.model_id = f"openai:{model}" if dimensions is None else f"openai:{model}:{dimensions}"
-        self._api_key = api_key
-        self._client: openai.OpenAI | None = None
+        self._api = OpenAIAPI(api_key, self.base_url, timeout_s, max_retries)
         self._dimensions = dimensions or KNOWN_DIMENSIONS.get(model)
 
     def __repr__(self) -> str:
@@ -78,19 +73,10 @@ class OpenAIEmbedder:
         return self._dimensions
 
     def _openai(self) -> openai.OpenAI:
-        if self._client is None:
-            import openai  # ~0.5 s; only paid by processes that call the API
-
-            self._client = openai.OpenAI(
-                api_key=self._api_key,
-                base_url=self.base_url,
-                timeout=self.timeout_s,
-                max_retries=self.max_retries,
-            )
-        return self._client
+        return self._api.client()
 
     def _scrub(self, message: str) -> str:
-        return message.replace(self._api_key, "***")
+        return self._api.scrub(message)
 
     def _request(self, batch: list[str]) -> np.ndarray:
         import openai

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from connectors.llm.base import CallRecord, LLMError
 from connectors.llm.prices import PriceTable
 from connectors.llm.validation import OutputValidationError, check_schema, validate_json_output
+from connectors.openai_api import OpenAIAPI
 
 if TYPE_CHECKING:
     import openai
@@ -24,9 +25,6 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 StructuredOutput = Literal["json_schema", "json_object"]
 # OpenAI's rule for response_format.json_schema.name.
 SCHEMA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-# OpenAI echoes a masked key in 401 messages ("sk-proj-****abcd"); even the tail is kept out.
-KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_*\-]{4,}")
-MAX_ERROR_CHARS = 600
 
 
 def call_id_for(
@@ -99,11 +97,6 @@ class OpenAIChatLLM:
     ) -> None:
         if not model:
             raise ValueError("model is empty: name a chat model, e.g. gpt-4o-mini")
-        if not api_key:
-            raise ValueError(
-                "api_key is empty: pass OPENAI_API_KEY (a local OpenAI-compatible server that "
-                "checks no key still needs a placeholder such as 'none')"
-            )
         if structured_output not in ("json_schema", "json_object"):
             raise ValueError(
                 f"structured_output must be 'json_schema' or 'json_object', got {structured_output!r}"
@@ -124,8 +117,7 @@ class OpenAIChatLLM:
         self.records: list[CallRecord] = []
         # Server-specific request fields (e.g. llama.cpp's cache_prompt), sent with every call.
         self.extra_body = dict(extra_body or {})
-        self._api_key = api_key
-        self._client: openai.OpenAI | None = None
+        self._api = OpenAIAPI(api_key, self.base_url, timeout_s, max_retries)
 
     def __repr__(self) -> str:
         return (
@@ -134,19 +126,10 @@ class OpenAIChatLLM:
         )
 
     def _openai(self) -> openai.OpenAI:
-        if self._client is None:
-            import openai  # ~0.5 s; only paid by processes that call a model
-
-            self._client = openai.OpenAI(
-                api_key=self._api_key,
-                base_url=self.base_url,
-                timeout=self.timeout_s,
-                max_retries=self.max_retries,
-            )
-        return self._client
+        return self._api.client()
 
     def _scrub(self, text: str) -> str:
-        return KEY_LIKE.sub("sk-***", text.replace(self._api_key, "***"))[:MAX_ERROR_CHARS]
+        return self._api.scrub(text)
 
     def response_format(self, schema: Mapping[str, Any], schema_name: str) -> dict[str, Any]:
         if self.structured_output == "json_schema":

@@ -114,3 +114,30 @@ def dimension_mismatch(collection: str, expected: int, got: int, what: str) -> V
         f"{what} has {got} dimensions but collection {collection!r} holds {expected}-dimensional "
         "vectors: embed with the same model, or delete the collection to change models"
     )
+
+
+@dataclass(frozen=True)
+class CheckedRecords:
+    records: list[VectorRecord]  # one per id, the last given for it
+    vectors: list[np.ndarray]
+    metadata: list[dict[str, Scalar]]
+    dimensions: int
+
+
+def check_records(collection: str, records: Sequence[VectorRecord]) -> CheckedRecords | None:
+    """The records an upsert writes, checked the same way by every store; None when empty."""
+    latest: dict[str, VectorRecord] = {}
+    for record in records:  # the last record for an id wins, as it would one at a time
+        if not isinstance(record.id, str) or not record.id:
+            raise VectorStoreError(f"record id must be a non-empty string, got {record.id!r}")
+        latest[record.id] = record
+    if not latest:
+        return None
+    vectors = [check_vector(r.vector, f"vector of record {r.id!r}") for r in latest.values()]
+    dims = {v.size for v in vectors}
+    if len(dims) > 1:
+        raise VectorStoreError(
+            f"records for {collection!r} mix vector sizes {sorted(dims)}: use one model"
+        )
+    metadata = [check_metadata(r.metadata, f"metadata of {r.id!r}") for r in latest.values()]
+    return CheckedRecords(list(latest.values()), vectors, metadata, dims.pop())

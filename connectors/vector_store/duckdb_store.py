@@ -20,6 +20,7 @@ from connectors.vector_store.base import (
     check_collection,
     check_k,
     check_metadata,
+    check_records,
     check_vector,
     dimension_mismatch,
 )
@@ -74,24 +75,12 @@ class DuckDBVectorStore:
     def upsert(self, collection: str, records: Sequence[VectorRecord]) -> int:
         """Insert or replace `records` by id, all or none; returns how many distinct ids."""
         table = self.table(collection)
-        latest: dict[str, VectorRecord] = {}
-        for record in records:  # the last record for an id wins, as it would one at a time
-            if not isinstance(record.id, str) or not record.id:
-                raise VectorStoreError(f"record id must be a non-empty string, got {record.id!r}")
-            latest[record.id] = record
-        if not latest:
+        checked = check_records(collection, records)
+        if checked is None:
             return 0
-        vectors = [check_vector(r.vector, f"vector of record {r.id!r}") for r in latest.values()]
-        dims = {v.size for v in vectors}
-        if len(dims) > 1:
-            raise VectorStoreError(
-                f"records for {collection!r} mix vector sizes {sorted(dims)}: use one model"
-            )
-        d = dims.pop()
-        metadata = [
-            json.dumps(check_metadata(r.metadata, f"metadata of {r.id!r}"), sort_keys=True)
-            for r in latest.values()
-        ]
+        latest = {r.id: r for r in checked.records}
+        vectors, d = checked.vectors, checked.dimensions
+        metadata = [json.dumps(m, sort_keys=True) for m in checked.metadata]
         frame = pa.table(
             {
                 "id": pa.array(list(latest), pa.string()),

@@ -24,6 +24,7 @@ from connectors.vector_store.base import (
     check_collection,
     check_k,
     check_metadata,
+    check_records,
     check_vector,
     dimension_mismatch,
 )
@@ -205,21 +206,11 @@ class WeaviateVectorStore:
         return {p.name: p.data_type for p in handle.config.get().properties}
 
     def upsert(self, collection: str, records: Sequence[VectorRecord]) -> int:
-        latest: dict[str, VectorRecord] = {}
-        for record in records:
-            if not isinstance(record.id, str) or not record.id:
-                raise VectorStoreError(f"record id must be a non-empty string, got {record.id!r}")
-            latest[record.id] = record
-        if not latest:
+        checked = check_records(collection, records)
+        if checked is None:
             return 0
-        vectors = [check_vector(r.vector, f"vector of record {r.id!r}") for r in latest.values()]
-        dims = {v.size for v in vectors}
-        if len(dims) > 1:
-            raise VectorStoreError(
-                f"records for {collection!r} mix vector sizes {sorted(dims)}: use one model"
-            )
-        d = dims.pop()
-        metadata = [check_metadata(r.metadata, f"metadata of {r.id!r}") for r in latest.values()]
+        latest = {r.id: r for r in checked.records}
+        vectors, d, metadata = checked.vectors, checked.dimensions, checked.metadata
 
         handle = self._collection(collection, create=True)
         try:

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from connectors.embeddings.base import Embedder
+from connectors.llm.base import LLM
 from models.creative.prompts import Prompt
 from models.creative.variant import Variant
 
@@ -23,23 +25,10 @@ PROMPT_CHAR_BUDGET = 4200
 MAX_VARIANTS = 10
 
 
-# --- interfaces (structural, so models/ never imports connectors/) ------------------------------
+# --- interfaces: the connectors' own protocols (types only; implementations are passed in) ----
 
-
-class ChatLLM(Protocol):
-    model: str
-
-    def complete_json(
-        self,
-        messages: Sequence[Mapping[str, str]],
-        schema: Mapping[str, Any],
-        *,
-        schema_name: str,
-        prompt_version: str,
-        seed: int,
-        temperature: float = 0.0,
-        max_tokens: int = 512,
-    ) -> tuple[dict[str, Any], Any]: ...
+ChatLLM = LLM
+TextEmbedder = Embedder
 
 
 class PassageLike(Protocol):
@@ -48,12 +37,6 @@ class PassageLike(Protocol):
 
     @property
     def text(self) -> str: ...
-
-
-class TextEmbedder(Protocol):
-    model_id: str
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 Retriever = Callable[[str, int], Sequence[PassageLike]]
