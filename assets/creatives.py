@@ -339,7 +339,7 @@ def creative_variants(
             rows.extend(judged)
             # Later briefs must not propose what an earlier one already proposed.
             existing.extend(
-                (r["variant_id"], f"{r['headline']}\n{r['body']}")
+                (f"variant {r['variant_id']}", f"{r['headline']}\n{r['body']}")
                 for r in judged
                 if r["status"] == "proposed"
             )

@@ -115,7 +115,9 @@ class LanguageModel(dg.ConfigurableResource):
     api_key: str | None = None  # from the environment (EnvVar), never logged
     model: str | None = None  # required with a base URL
     structured_output: str = "json_schema"  # json_schema | json_object
-    threads: int = 2
+    # One thread: on 2 shared cores a second one made llama.cpp 40x slower whenever another
+    # process was busy, for a 1.3x gain on an idle machine (bench/creative.py).
+    threads: int = 1
 
     @contextmanager
     def session(self, log=None):
