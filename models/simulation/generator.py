@@ -933,7 +933,7 @@ def _apply_fatigue(config, rng, perf: dict[str, pd.DataFrame], creatives) -> dic
         for cr in creatives
         if cr["channel"] in _CTR and rng.random() < config.fatigued_creative_share
     }
-    for platform, frame in perf.items():
+    for frame in perf.values():
         if "clicks" not in frame:
             continue
         order = frame.sort_values(["creative_id", "_day", "_geo"], kind="stable").index
