@@ -5,8 +5,6 @@ Its sha256 (of the parsed YAML, canonical JSON) is recorded with every plan buil
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from models.policy_files import canonical_sha256, yaml_sha256
 from models.simulation.config import CHANNEL_PLATFORM
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[2] / "policies" / "budget.yaml"
@@ -86,16 +85,9 @@ class BudgetPolicy:
         }
 
 
-def canonical_sha256(document: Any) -> str:
-    """sha256 of json.dumps(document, sort_keys=True): stable across key order and formatting."""
-    # default=str only matters for YAML values JSON lacks (dates): they hash as their text.
-    text = json.dumps(document, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def policy_sha256(path: str | Path = DEFAULT_POLICY_PATH) -> str:
     """Hash of a policy file's parsed content; comments and layout do not change it."""
-    return canonical_sha256(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
+    return yaml_sha256(path)
 
 
 def _number(value: Any, where: str, *, allow_none: bool = False, positive: bool = False):

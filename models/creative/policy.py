@@ -3,8 +3,6 @@ PII, AI label and grounding settings that moderation applies; hashed into every 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +12,7 @@ from typing import Any
 import yaml
 
 from models.creative.grounding import CLAIM_KINDS, Attribute, GroundingSettings
+from models.policy_files import canonical_sha256, yaml_sha256
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[2] / "policies" / "creative.yaml"
 CLAIM_CATEGORIES: tuple[str, ...] = (
@@ -119,16 +118,9 @@ def compile_rule_pattern(pattern: str, where: str) -> re.Pattern[str]:
         raise ValueError(f"{where}: bad regular expression {pattern!r}: {exc}") from exc
 
 
-def canonical_sha256(document: Any) -> str:
-    """sha256 of json.dumps(document, sort_keys=True), the budget policy's recipe; not imported
-    from models.budget, whose package import pulls in the optimizer (seconds)."""
-    text = json.dumps(document, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def policy_sha256(path: str | Path = DEFAULT_POLICY_PATH) -> str:
     """Hash of a policy file's parsed content; comments and layout do not change it."""
-    return canonical_sha256(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
+    return yaml_sha256(path)
 
 
 # --- validation ---------------------------------------------------------------------------------
