@@ -276,6 +276,40 @@ def _print_measurement(conn, truth: dict) -> None:
             )
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """`audit verify` walks the hash chain in audit.log; `audit tail` prints the last entries."""
+    import duckdb
+
+    from connectors.warehouse.audit_log import AuditTableMissingError, DuckDBAuditStore
+    from models.audit import AuditLog
+
+    try:
+        log = AuditLog(DuckDBAuditStore(args.warehouse))
+    except RuntimeError as exc:  # no warehouse path
+        print(f"adloop: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.audit_command == "tail":
+            for e in log.tail(args.n):
+                payload = json.dumps(e.payload, ensure_ascii=False, sort_keys=True)
+                print(f"{e.seq:>6}  {e.recorded_at}  {e.kind:<11} {e.subject_id}  by {e.actor}  "
+                      f"{e.entry_hash[:12]}  {payload[:120]}")  # fmt: skip
+            return 0
+        result = log.verify(expected_head=args.expect_head)
+    except AuditTableMissingError as exc:
+        print(f"adloop: {exc}", file=sys.stderr)
+        return 2
+    except duckdb.Error as exc:  # e.g. another process holds the warehouse's write lock
+        print(f"adloop: cannot read {log.store.path}: {exc}", file=sys.stderr)
+        return 2
+    if result.ok:
+        print(f"audit chain intact: {result.checked} entries (head {result.head_hash})")
+        return 0
+    print(f"audit chain BROKEN at seq {result.first_broken_seq}: {result.reason} "
+          f"({result.checked} entries verified before it)")  # fmt: skip
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="adloop", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -314,6 +348,26 @@ def main(argv: list[str] | None = None) -> int:
         help="Dagster console logs",
     )
     p_demo.set_defaults(func=cmd_demo)
+
+    p_audit = sub.add_parser(
+        "audit", help="the hash-chained audit log (audit.log in the warehouse)"
+    )
+    audit_sub = p_audit.add_subparsers(dest="audit_command", required=True)
+    p_verify = audit_sub.add_parser(
+        "verify", help="walk the chain; exit 1 naming the first broken row"
+    )
+    p_tail = audit_sub.add_parser("tail", help="print the last entries")
+    p_tail.add_argument("-n", type=int, default=10, help="how many entries")
+    p_verify.add_argument(
+        "--expect-head",
+        default=None,
+        help="the head hash published earlier; catches a rewritten tail",
+    )
+    for p in (p_verify, p_tail):
+        p.add_argument(
+            "--warehouse", default=None, help="the DuckDB file (default: $ADLOOP_WAREHOUSE_PATH)"
+        )
+        p.set_defaults(func=cmd_audit)
 
     args = parser.parse_args(argv)
     try:
