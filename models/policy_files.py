@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,3 +23,17 @@ def canonical_sha256(document: Any) -> str:
 def yaml_sha256(path: str | Path) -> str:
     """Hash of a YAML policy file's parsed content."""
     return canonical_sha256(yaml.safe_load(Path(path).read_text(encoding="utf-8")))
+
+
+def number(value: Any, where: str, *, allow_none: bool = False, positive: bool = False):
+    """A policy number: finite, >= 0 (> 0 with `positive`); the error names the field."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{where} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{where} must be finite, got {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{where} must be {'> 0' if positive else '>= 0'}, got {value!r}")
+    return value

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from models.policy_files import canonical_sha256, yaml_sha256
+from models.policy_files import number as _number
 from models.simulation.config import CHANNEL_PLATFORM
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[2] / "policies" / "budget.yaml"
@@ -88,19 +89,6 @@ class BudgetPolicy:
 def policy_sha256(path: str | Path = DEFAULT_POLICY_PATH) -> str:
     """Hash of a policy file's parsed content; comments and layout do not change it."""
     return yaml_sha256(path)
-
-
-def _number(value: Any, where: str, *, allow_none: bool = False, positive: bool = False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{where} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{where} must be finite, got {value!r}")
-    if value < 0 or (positive and value == 0):
-        raise ValueError(f"{where} must be {'> 0' if positive else '>= 0'}, got {value!r}")
-    return value
 
 
 def _channel_limits(name: str, raw: Any) -> ChannelLimits:

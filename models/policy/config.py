@@ -7,7 +7,6 @@ YAML as canonical JSON, comments and layout excluded) is stored with every verdi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -17,6 +16,7 @@ from typing import Any
 import yaml
 
 from models.policy_files import canonical_sha256, yaml_sha256
+from models.policy_files import number as _number
 from models.simulation.config import CHANNEL_PLATFORM
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[2] / "policies" / "actuation.yaml"
@@ -128,19 +128,6 @@ def _mapping(raw: Any, where: str, keys: set[str]) -> Mapping[str, Any]:
     if unknown:
         raise ValueError(f"{where} has unknown fields {unknown}; allowed: {sorted(keys)}")
     return raw
-
-
-def _number(value: Any, where: str, *, allow_none: bool = False, positive: bool = False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{where} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{where} must be finite, got {value!r}")
-    if value < 0 or (positive and value == 0):
-        raise ValueError(f"{where} must be {'> 0' if positive else '>= 0'}, got {value!r}")
-    return value
 
 
 def _choice(value: Any, where: str, options: tuple[str, ...]) -> str:
