@@ -15,7 +15,7 @@ from connectors.warehouse import replace_table
 from models.bandits.gate import ope_gate
 from models.bandits.linucb import fit_linucb, linucb_policy
 from models.bandits.logs import from_serving_log
-from models.bandits.thompson import beta_posteriors, prob_best, traffic_split
+from models.bandits.thompson import beta_posteriors, floored_split, prob_best
 from models.creative.generation import derive_seed
 
 MART_CREATIVE_DAILY = dg.AssetKey(["marts", "mart_creative_daily"])
@@ -73,19 +73,15 @@ def creative_bandit_stats(
     for campaign_id, g in counts.groupby("campaign_id", sort=True):
         seed = derive_seed(config.seed, "thompson", campaign_id)
         post = beta_posteriors(g["clicks"], g["impressions"], g["creative_id"].tolist(), prior)
-        a, b = post.alpha, post.beta
-        draws = np.random.default_rng(seed).beta(a, b, size=(4000, len(a)))
-        split = traffic_split(
-            dict(zip(g["creative_id"], zip(g["clicks"], g["impressions"], strict=True), strict=True)),
-            draws=config.draws, seed=seed, floor=min(config.floor, 1 / len(g)), prior=prior,
-        )  # fmt: skip
+        p_best = prob_best(post, config.draws, seed)
+        low, high = post.interval(0.9)
         parts.append(
             g.assign(
-                posterior_mean=a / (a + b),
-                posterior_low=np.quantile(draws, 0.05, axis=0),
-                posterior_high=np.quantile(draws, 0.95, axis=0),
-                prob_best=prob_best(post, config.draws, seed),
-                thompson_share=[split[c] for c in g["creative_id"]],
+                posterior_mean=post.mean,
+                posterior_low=low,
+                posterior_high=high,
+                prob_best=p_best,
+                thompson_share=floored_split(p_best, min(config.floor, 1 / len(g))),
             )
         )
     table = pd.concat(parts, ignore_index=True).assign(window_days=config.window_days)

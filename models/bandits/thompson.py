@@ -23,6 +23,13 @@ class BetaPosteriors:
     def mean(self) -> np.ndarray:
         return self.alpha / (self.alpha + self.beta)
 
+    def interval(self, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+        """Equal-tailed credible interval of each arm's click rate, exact (no sampling)."""
+        from scipy.stats import beta
+
+        tail = (1 - level) / 2
+        return beta.ppf(tail, self.alpha, self.beta), beta.ppf(1 - tail, self.alpha, self.beta)
+
     def samples(self, draws: int, seed: int) -> np.ndarray:
         """[draws, K] joint posterior draws."""
         rng = np.random.default_rng(seed)
@@ -79,14 +86,19 @@ def traffic_split(
     """
     if not arms:
         raise ValueError("traffic_split needs at least one arm")
-    k = len(arms)
+    names = tuple(arms)
+    counts = np.array([arms[a] for a in names], dtype=float).reshape(len(names), 2)
+    post = beta_posteriors(counts[:, 0], counts[:, 1], names, prior)
+    share = floored_split(prob_best(post, draws, seed), floor)
+    return dict(zip(names, map(float, share), strict=True))
+
+
+def floored_split(p_best: np.ndarray, floor: float = 0.05) -> np.ndarray:
+    """floor + (1 - K * floor) * P(best): shares summing to 1, none below `floor`."""
+    k = len(p_best)
     if not 0 <= floor <= 1 / k:
         raise ValueError(f"floor must be in [0, 1/K] = [0, {1 / k:.4f}] for {k} arms, got {floor}")
-    names = tuple(arms)
-    counts = np.array([arms[a] for a in names], dtype=float).reshape(k, 2)
-    post = beta_posteriors(counts[:, 0], counts[:, 1], names, prior)
-    share = floor + (1 - k * floor) * prob_best(post, draws, seed)
-    return dict(zip(names, map(float, share), strict=True))
+    return floor + (1 - k * floor) * np.asarray(p_best, dtype=float)
 
 
 class ThompsonSampler:

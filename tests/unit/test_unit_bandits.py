@@ -177,3 +177,14 @@ def test_linucb_refuses_bad_shapes_and_parameters():
         LinUCB(2, 3, alpha=-1.0)
     with pytest.raises(ValueError, match="features"):
         LinUCB(2, 3).update(np.ones((4, 2)), np.zeros(4, int), np.zeros(4))
+
+
+def test_exact_credible_interval_matches_posterior_draws():
+    from models.bandits.thompson import beta_posteriors
+
+    post = beta_posteriors([12, 0, 40], [1000, 50, 2000], prior=(1, 199))
+    low, high = post.interval(0.9)
+    draws = post.samples(200_000, seed=1)
+    assert np.allclose(low, np.quantile(draws, 0.05, axis=0), rtol=0.02)
+    assert np.allclose(high, np.quantile(draws, 0.95, axis=0), rtol=0.02)
+    assert (low < post.mean).all() and (post.mean < high).all()
