@@ -161,3 +161,14 @@ class SimulationConfig:
         d = asdict(self)
         d["start_date"] = self.start_date.isoformat()
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SimulationConfig:
+        """The inverse of `to_dict` (also of its JSON round trip, e.g. truth.json's config)."""
+        d = dict(d)
+        d["start_date"] = date.fromisoformat(str(d["start_date"]))
+        d["channels"] = tuple(d["channels"])
+        d["channel_truth"] = {ch: ChannelTruth(**t) for ch, t in d["channel_truth"].items()}
+        d["experiments"] = tuple(ExperimentPlan(**e) for e in d["experiments"])
+        d["dirt"] = DirtRates(**d["dirt"])
+        return cls(**d)

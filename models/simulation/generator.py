@@ -10,6 +10,10 @@ Layout under the output folder:
     landing/fx/fx_rates.csv                        daily USD value of each currency
     landing/creative_serving/serving_log.csv       sampled ad impressions with logging propensities
     truth.json                                     every true parameter and every injected flaw
+    market_state.json                              what continues the market week by week
+
+`closed_loop.extend_simulation` adds weeks beside these as `*_week_YYYY-MM-DD.*` files (and the
+week's `events/date=*` folders), leaving every file above as it was.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ from models.simulation.market import (
 )
 
 TRUTH_FILE = "truth.json"
+# What continues the market past the history (see models.simulation.closed_loop).
+MARKET_STATE_FILE = "market_state.json"
+MARKET_STATE_VERSION = 1
 EVENT_BLOCK = 400_000  # events expanded and written at a time
 LANDING_DIR = "landing"
 SERVING_LOG_DIR = "creative_serving"
@@ -121,34 +128,39 @@ def _hex_ids(rng: np.random.Generator, n: int, prefix: str = "", nbytes: int = 8
     return np.array([prefix + "".join(f"{v:016x}" for v in row) for row in raw], dtype=object)
 
 
-def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> SimulationResult:
-    """Generate one simulated advertiser into `out_dir` and return its truth."""
-    out_dir = Path(out_dir)
-    landing = out_dir / LANDING_DIR
-    landing.mkdir(parents=True, exist_ok=True)
-    # Spawned children depend only on their index, so a stream added last leaves the others'
-    # draws (and every file they shape) unchanged.
-    seeds = np.random.SeedSequence(config.seed).spawn(10)
-    r_market, r_leaf, r_orders, r_users, r_events, r_dirt, r_fx, r_perf, r_serving, r_fatigue = (
-        np.random.default_rng(s) for s in seeds
+# History streams: `SeedSequence(seed).spawn(10)` children, in this order. Spawned children
+# depend only on their index, so a stream added last leaves the others' draws (and every file
+# they shape) unchanged; the closed loop replays `leaf` and `users` to rebuild what they drew.
+HISTORY_STREAMS: tuple[str, ...] = (
+    "market", "leaf", "orders", "users", "events", "dirt", "fx", "perf", "serving", "fatigue",
+)  # fmt: skip
+
+
+def history_rng(seed: int, stream: str) -> np.random.Generator:
+    """A fresh generator for one of the history's streams, e.g. to replay what it drew."""
+    return np.random.default_rng(
+        np.random.SeedSequence(seed).spawn(len(HISTORY_STREAMS))[HISTORY_STREAMS.index(stream)]
     )
 
-    W, G = config.weeks, config.geos
-    channels = config.channels
-    geos = config.geo_codes
-    days = [config.start_date + timedelta(days=d) for d in range(config.days)]
-    D = len(days)
-    log(f"simulating {W} weeks x {G} geos x {len(channels)} channels (seed {config.seed})")
 
-    market = build_market(config, r_market)
-    weekly_actual = market.actual_spend()
+def _day0(start: date) -> float:
+    """Epoch seconds of midnight UTC on `start`."""
+    return datetime.combine(start, datetime.min.time(), tzinfo=UTC).timestamp()
 
-    # --- campaigns and creatives --------------------------------------------------------------
+
+def _geo_offsets(geos: tuple[str, ...]) -> np.ndarray:
+    return np.array([GEO_UTC_OFFSET_HOURS.get(g, DEFAULT_UTC_OFFSET_HOURS) for g in geos])
+
+
+def _build_campaigns(
+    config: SimulationConfig, rng: np.random.Generator
+) -> tuple[list[dict], list[dict]]:
+    """Campaigns and creatives of every channel, with their spend shares, CTRs and CVRs."""
     campaigns, creatives = [], []
     next_id = {"google_ads": 21_000_000_000, "meta": 23_851_000_000_000, "offline": 1}
-    for ch in channels:
+    for ch in config.channels:
         platform = CHANNEL_PLATFORM[ch]
-        shares = r_leaf.dirichlet(np.full(config.campaigns_per_channel, 3.0))
+        shares = rng.dirichlet(np.full(config.campaigns_per_channel, 3.0))
         for k in range(config.campaigns_per_channel):
             if platform == "offline":
                 cid = f"{ch}-{next_id['offline']:03d}"
@@ -169,14 +181,14 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
                     "_share": float(shares[k]),
                 }
             )
-            cshares = r_leaf.dirichlet(np.full(config.creatives_per_campaign, 2.0))
+            cshares = rng.dirichlet(np.full(config.creatives_per_campaign, 2.0))
             for j in range(config.creatives_per_campaign):
                 if platform == "offline":
                     crid = f"{cid}-cr{j + 1}"
                 else:
                     crid = str(next_id[platform] * 10 + j)
-                ctr = _CTR.get(ch, 0.0) * float(r_leaf.lognormal(0, 0.3))
-                cvr = _CVR.get(ch, 0.0) * float(r_leaf.lognormal(0, 0.3))
+                ctr = _CTR.get(ch, 0.0) * float(rng.lognormal(0, 0.3))
+                cvr = _CVR.get(ch, 0.0) * float(rng.lognormal(0, 0.3))
                 creatives.append(
                     {
                         "creative_id": crid,
@@ -191,21 +203,239 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
                     }
                 )
             next_id[platform] += 1
+    return campaigns, creatives
 
-    # --- daily spend at leaf grain (creative x geo x day; campaign for offline), in cents ------
-    log("allocating spend to days, campaigns and creatives")
-    dow = np.tile(np.arange(7), W)
-    week_of_day = np.repeat(np.arange(W), 7)
-    leaves = []  # (channel index, campaign, creative or None, share within channel)
-    for c, ch in enumerate(channels):
+
+def _spend_leaves(
+    config: SimulationConfig, campaigns: list[dict], creatives: list[dict]
+) -> list[tuple]:
+    """(channel index, campaign, creative or None, share within channel) of each spend leaf:
+    a creative for the ad platforms, a campaign for offline media."""
+    leaves = []
+    for c, ch in enumerate(config.channels):
         for camp in (x for x in campaigns if x["channel"] == ch):
             if CHANNEL_PLATFORM[ch] == "offline":
                 leaves.append((c, camp, None, camp["_share"]))
             else:
                 for cr in (x for x in creatives if x["campaign_id"] == camp["campaign_id"]):
                     leaves.append((c, camp, cr, camp["_share"] * cr["_share"]))
-    dow_noise = r_leaf.gamma(50.0, 1.0, size=(W, G, len(channels), 7)) * _SPEND_DOW
-    dow_w = dow_noise / dow_noise.sum(axis=3, keepdims=True)
+    return leaves
+
+
+def _dow_weights(rng: np.random.Generator, weeks: int, geos: int, channels: int) -> np.ndarray:
+    """[W, G, C, 7]: the share of each week's spend that falls on each weekday."""
+    dow_noise = rng.gamma(50.0, 1.0, size=(weeks, geos, channels, 7)) * _SPEND_DOW
+    return dow_noise / dow_noise.sum(axis=3, keepdims=True)
+
+
+def _fx_rows(days: list[date], fx: dict[str, np.ndarray]) -> list[dict]:
+    return [
+        {"date": days[d].isoformat(), "currency": cur, "usd_per_unit": f"{fx[cur][d]:.6f}"}
+        for d in range(len(days))
+        for cur in fx
+    ]
+
+
+@dataclass
+class _Users:
+    """The advertiser's users: where they are, what they consented to, their identifiers."""
+
+    n: int
+    geo: np.ndarray
+    consent_rate: np.ndarray  # [G] share with full consent
+    measured: np.ndarray  # measurement consent
+    no_cmp: np.ndarray  # no consent string at all
+    consent: np.ndarray
+    anon_ids: np.ndarray
+    user_ids: np.ndarray
+    emails: np.ndarray
+    ips: np.ndarray
+    devices: np.ndarray
+    platforms: np.ndarray
+    by_geo: list[np.ndarray]
+
+
+def _draw_users(
+    config: SimulationConfig, rng: np.random.Generator, geo_share: np.ndarray
+) -> _Users:
+    G = config.geos
+    n_users = max(50 * G, config.events // 12)
+    user_geo = rng.choice(G, size=n_users, p=geo_share)
+    consent_rate = rng.uniform(0.55, 0.9, G)
+    u = rng.random(n_users)
+    full = u < consent_rate[user_geo]
+    measurement_only = (~full) & (u < consent_rate[user_geo] + 0.1)
+    no_cmp = (~full) & (~measurement_only) & (rng.random(n_users) < 0.1)
+    created = datetime.combine(config.start_date, datetime.min.time(), tzinfo=UTC)
+    profiles = {
+        "full": consent.encode({1, 3, 4, 7, 9}, created=created, vendor_consents=(1, 755)),
+        "measurement_only": consent.encode({1, 7}, created=created),
+        "denied": consent.encode(set(), created=created),
+    }
+    user_consent = np.where(
+        full,
+        profiles["full"],
+        np.where(measurement_only, profiles["measurement_only"], profiles["denied"]),
+    ).astype(object)
+    user_consent[no_cmp] = None
+    anon_ids = _hex_ids(rng, n_users, "a-", 16)
+    logged_in = rng.random(n_users) < 0.4
+    user_ids = np.array(
+        [f"U{i:08d}" if li else None for i, li in enumerate(logged_in)], dtype=object
+    )
+    emails = np.array(
+        [f"runner{i}@example.com" if li else None for i, li in enumerate(logged_in)], dtype=object
+    )
+    ips = np.array(
+        [f"203.0.{i % 250}.{(i // 250) % 250 + 1}" for i in range(n_users)], dtype=object
+    )
+    devices = rng.choice(
+        np.array(["desktop", "mobile", "tablet"], dtype=object), n_users, p=[0.4, 0.5, 0.1]
+    )
+    platforms = np.where((devices != "desktop") & (rng.random(n_users) < 0.4), "app", "web").astype(
+        object
+    )
+    users_by_geo = [np.flatnonzero(user_geo == g) for g in range(G)]
+    for g in range(G):
+        if len(users_by_geo[g]) == 0:
+            users_by_geo[g] = np.array([int(rng.integers(n_users))])
+    return _Users(
+        n=n_users,
+        geo=user_geo,
+        consent_rate=consent_rate,
+        measured=full | measurement_only,
+        no_cmp=no_cmp,
+        consent=user_consent,
+        anon_ids=anon_ids,
+        user_ids=user_ids,
+        emails=emails,
+        ips=ips,
+        devices=devices,
+        platforms=platforms,
+        by_geo=users_by_geo,
+    )
+
+
+@dataclass
+class _Orders:
+    """CRM orders of a run of whole weeks; arrays are of the completed orders."""
+
+    frame: pd.DataFrame  # completed and cancelled rows, in file order, with `_day`
+    day: np.ndarray  # day index from the first day of the period
+    epoch: np.ndarray
+    user: np.ndarray
+    currency: np.ndarray
+    amount: np.ndarray
+    ids: np.ndarray
+    n_cancelled: int
+    completed_reporting_usd: float
+
+    @property
+    def n_completed(self) -> int:
+        return len(self.day)
+
+
+def _crm_orders(
+    config: SimulationConfig,
+    rng: np.random.Generator,
+    realized_expected: np.ndarray,
+    fx: dict[str, np.ndarray],
+    users: _Users,
+    start: date,
+    *,
+    first_order: int = 0,
+    first_cancel: int = 0,
+) -> _Orders:
+    """Orders of the weeks in `realized_expected` [W, G] (revenue after noise) from `start`;
+    order numbers continue after `first_order` and `first_cancel`."""
+    W = realized_expected.shape[0]
+    geos = config.geo_codes
+    dow = np.tile(np.arange(7), W)
+    week_of_day = np.repeat(np.arange(W), 7)
+    rev_dow = _REVENUE_DOW / _REVENUE_DOW.sum()
+    daily_rev = realized_expected[week_of_day] * rev_dow[dow][:, None]  # [D, G]
+    n_orders = rng.poisson(daily_rev / config.average_order_value)
+    o_day, o_geo = np.nonzero(n_orders)
+    o_count = n_orders[o_day, o_geo]
+    o_day = np.repeat(o_day, o_count)
+    o_geo = np.repeat(o_geo, o_count)
+    N = len(o_day)
+    sigma = 0.35
+    o_usd = np.round(config.average_order_value * rng.lognormal(-(sigma**2) / 2, sigma, N), 2)
+    o_cur = np.where(
+        rng.random(N) < config.dirt.foreign_currency_orders,
+        rng.choice(np.array(["EUR", "GBP"], dtype=object), N),
+        "USD",
+    ).astype(object)
+    o_rate = np.select([o_cur == "EUR", o_cur == "GBP"], [fx["EUR"][o_day], fx["GBP"][o_day]], 1.0)
+    o_amount = np.round(o_usd / o_rate, 2)
+    day0 = _day0(start)
+    o_epoch = day0 + o_day * 86400 + rng.integers(0, 86400, N)
+    o_user = np.array([users.by_geo[g][int(rng.integers(len(users.by_geo[g])))] for g in o_geo])
+    offsets = _geo_offsets(geos)
+    o_ids = np.array([f"ORD-{first_order + i + 1:08d}" for i in range(N)], dtype=object)
+    orders = pd.DataFrame(
+        {
+            "order_id": o_ids,
+            "customer_id": users.user_ids[o_user],
+            "email": users.emails[o_user],
+            "ordered_at": _fmt_ts(o_epoch, offsets[o_geo]),
+            "geo": np.array(geos, dtype=object)[o_geo],
+            "currency": o_cur,
+            "order_total": o_amount,
+            "status": "completed",
+            "_day": o_day,
+        }
+    )
+    n_cancel = int(N * 0.02)
+    cancel = orders.sample(n=n_cancel, random_state=int(rng.integers(2**31))).copy()
+    cancel["order_id"] = [f"ORD-C{first_cancel + i + 1:07d}" for i in range(n_cancel)]
+    cancel["status"] = "cancelled"
+    completed_reporting = float((o_amount * o_rate).sum())
+    orders = pd.concat([orders, cancel], ignore_index=True).sort_values(
+        ["_day", "ordered_at"], kind="stable"
+    )
+    return _Orders(
+        frame=orders,
+        day=o_day,
+        epoch=o_epoch,
+        user=o_user,
+        currency=o_cur,
+        amount=o_amount,
+        ids=o_ids,
+        n_cancelled=n_cancel,
+        completed_reporting_usd=completed_reporting,
+    )
+
+
+def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> SimulationResult:
+    """Generate one simulated advertiser into `out_dir` and return its truth."""
+    out_dir = Path(out_dir)
+    landing = out_dir / LANDING_DIR
+    landing.mkdir(parents=True, exist_ok=True)
+    r_market, r_leaf, r_orders, r_users, r_events, r_dirt, r_fx, r_perf, r_serving, r_fatigue = (
+        history_rng(config.seed, s) for s in HISTORY_STREAMS
+    )
+
+    W, G = config.weeks, config.geos
+    channels = config.channels
+    geos = config.geo_codes
+    days = [config.start_date + timedelta(days=d) for d in range(config.days)]
+    D = len(days)
+    log(f"simulating {W} weeks x {G} geos x {len(channels)} channels (seed {config.seed})")
+
+    market = build_market(config, r_market)
+    weekly_actual = market.actual_spend()
+
+    # --- campaigns and creatives --------------------------------------------------------------
+    campaigns, creatives = _build_campaigns(config, r_leaf)
+
+    # --- daily spend at leaf grain (creative x geo x day; campaign for offline), in cents ------
+    log("allocating spend to days, campaigns and creatives")
+    dow = np.tile(np.arange(7), W)
+    week_of_day = np.repeat(np.arange(W), 7)
+    leaves = _spend_leaves(config, campaigns, creatives)
+    dow_w = _dow_weights(r_leaf, W, G, len(channels))
     daily = weekly_actual[week_of_day] * dow_w[week_of_day, :, :, dow]  # [D, G, C]
     leaf_cents = np.stack(
         [np.round(daily[:, :, c] * share * 100) for (c, _, _, share) in leaves], axis=2
@@ -227,110 +457,26 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
         else:
             walk = np.cumsum(r_fx.normal(0, 0.003, D))
             fx[cur] = np.round(base * np.exp(walk - walk.mean() * 0), 6)
-    fx_rows = [
-        {"date": days[d].isoformat(), "currency": cur, "usd_per_unit": f"{fx[cur][d]:.6f}"}
-        for d in range(D)
-        for cur in fx
-    ]
+    fx_rows = _fx_rows(days, fx)
 
     # --- users -----------------------------------------------------------------------------------
     log("drawing users and consent")
-    n_users = max(50 * G, config.events // 12)
-    user_geo = r_users.choice(G, size=n_users, p=market.geo_share)
-    consent_rate = r_users.uniform(0.55, 0.9, G)
-    u = r_users.random(n_users)
-    full = u < consent_rate[user_geo]
-    measurement_only = (~full) & (u < consent_rate[user_geo] + 0.1)
-    no_cmp = (~full) & (~measurement_only) & (r_users.random(n_users) < 0.1)
-    created = datetime.combine(config.start_date, datetime.min.time(), tzinfo=UTC)
-    profiles = {
-        "full": consent.encode({1, 3, 4, 7, 9}, created=created, vendor_consents=(1, 755)),
-        "measurement_only": consent.encode({1, 7}, created=created),
-        "denied": consent.encode(set(), created=created),
-    }
-    user_consent = np.where(
-        full,
-        profiles["full"],
-        np.where(measurement_only, profiles["measurement_only"], profiles["denied"]),
-    ).astype(object)
-    user_consent[no_cmp] = None
-    user_measured = full | measurement_only
-    anon_ids = _hex_ids(r_users, n_users, "a-", 16)
-    logged_in = r_users.random(n_users) < 0.4
-    user_ids = np.array(
-        [f"U{i:08d}" if li else None for i, li in enumerate(logged_in)], dtype=object
-    )
-    emails = np.array(
-        [f"runner{i}@example.com" if li else None for i, li in enumerate(logged_in)], dtype=object
-    )
-    ips = np.array(
-        [f"203.0.{i % 250}.{(i // 250) % 250 + 1}" for i in range(n_users)], dtype=object
-    )
-    devices = r_users.choice(
-        np.array(["desktop", "mobile", "tablet"], dtype=object), n_users, p=[0.4, 0.5, 0.1]
-    )
-    platforms = np.where(
-        (devices != "desktop") & (r_users.random(n_users) < 0.4), "app", "web"
-    ).astype(object)
-    users_by_geo = [np.flatnonzero(user_geo == g) for g in range(G)]
-    for g in range(G):
-        if len(users_by_geo[g]) == 0:
-            users_by_geo[g] = np.array([int(r_users.integers(n_users))])
+    users = _draw_users(config, r_users, market.geo_share)
 
     # --- CRM orders ------------------------------------------------------------------------------
     log("generating CRM orders")
-    rev_dow = _REVENUE_DOW / _REVENUE_DOW.sum()
-    daily_rev = realized_expected[week_of_day] * rev_dow[dow][:, None]  # [D, G]
-    n_orders = r_orders.poisson(daily_rev / config.average_order_value)
-    o_day, o_geo = np.nonzero(n_orders)
-    o_count = n_orders[o_day, o_geo]
-    o_day = np.repeat(o_day, o_count)
-    o_geo = np.repeat(o_geo, o_count)
-    N = len(o_day)
-    sigma = 0.35
-    o_usd = np.round(config.average_order_value * r_orders.lognormal(-(sigma**2) / 2, sigma, N), 2)
-    o_cur = np.where(
-        r_orders.random(N) < config.dirt.foreign_currency_orders,
-        r_orders.choice(np.array(["EUR", "GBP"], dtype=object), N),
-        "USD",
-    ).astype(object)
-    o_rate = np.select([o_cur == "EUR", o_cur == "GBP"], [fx["EUR"][o_day], fx["GBP"][o_day]], 1.0)
-    o_amount = np.round(o_usd / o_rate, 2)
-    day0 = datetime.combine(config.start_date, datetime.min.time(), tzinfo=UTC).timestamp()
-    o_epoch = day0 + o_day * 86400 + r_orders.integers(0, 86400, N)
-    o_user = np.array(
-        [users_by_geo[g][int(r_orders.integers(len(users_by_geo[g])))] for g in o_geo]
-    )
-    offsets = np.array([GEO_UTC_OFFSET_HOURS.get(g, DEFAULT_UTC_OFFSET_HOURS) for g in geos])
-    o_ids = np.array([f"ORD-{i + 1:08d}" for i in range(N)], dtype=object)
-    orders = pd.DataFrame(
-        {
-            "order_id": o_ids,
-            "customer_id": user_ids[o_user],
-            "email": emails[o_user],
-            "ordered_at": _fmt_ts(o_epoch, offsets[o_geo]),
-            "geo": np.array(geos, dtype=object)[o_geo],
-            "currency": o_cur,
-            "order_total": o_amount,
-            "status": "completed",
-            "_day": o_day,
-        }
-    )
-    n_cancel = int(N * 0.02)
-    cancel = orders.sample(n=n_cancel, random_state=int(r_orders.integers(2**31))).copy()
-    cancel["order_id"] = [f"ORD-C{i + 1:07d}" for i in range(n_cancel)]
-    cancel["status"] = "cancelled"
-    completed_reporting = float((o_amount * o_rate).sum())
-    orders = pd.concat([orders, cancel], ignore_index=True).sort_values(
-        ["_day", "ordered_at"], kind="stable"
-    )
+    crm = _crm_orders(config, r_orders, realized_expected, fx, users, config.start_date)
+    orders, N, n_cancel = crm.frame, crm.n_completed, crm.n_cancelled
+    completed_reporting = crm.completed_reporting_usd
+    day0 = _day0(config.start_date)
+    offsets = _geo_offsets(geos)
 
     # --- tracking events -------------------------------------------------------------------------
     log(f"generating ~{config.events:,} tracking events")
     events = _tracking_events(
-        config, r_events, geos, days, day0, offsets, campaigns, creatives, o_ids,
-        o_user, o_epoch, o_cur, o_amount, user_geo, anon_ids, user_ids, emails, ips, devices,
-        platforms, user_consent,
+        config, r_events, geos, days, day0, offsets, campaigns, creatives, crm.ids,
+        crm.user, crm.epoch, crm.currency, crm.amount, users.geo, users.anon_ids,
+        users.user_ids, users.emails, users.ips, users.devices, users.platforms, users.consent,
     )  # fmt: skip
 
     # --- ad platform reports -----------------------------------------------------------------
@@ -347,6 +493,12 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
         dirt_counts["meta_ads"],
         dirt_counts["offline_media"],
     ) = _write_spend(perf_rows, landing, config, r_dirt, fx)
+    impressions = {
+        str(cid): int(n)
+        for frame in perf_rows.values()
+        if "impressions" in frame
+        for cid, n in frame.groupby("creative_id")["impressions"].sum().items()
+    }
     _write_monthly_csv(
         orders.drop(columns=["_day"]), orders["_day"].to_numpy(), days, landing / "crm", "orders"
     )
@@ -433,11 +585,11 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
         "reporting_currency": "USD",
         "geos": list(geos),
         "geo_share": dict(zip(geos, map(float, market.geo_share), strict=True)),
-        "consent_rate_full": dict(zip(geos, map(float, consent_rate), strict=True)),
+        "consent_rate_full": dict(zip(geos, map(float, users.consent_rate), strict=True)),
         "users": {
-            "total": int(n_users),
-            "with_measurement_consent": int(user_measured.sum()),
-            "without_consent_string": int(no_cmp.sum()),
+            "total": int(users.n),
+            "with_measurement_consent": int(users.measured.sum()),
+            "without_consent_string": int(users.no_cmp.sum()),
         },
         "channels": {
             ch: {
@@ -502,9 +654,41 @@ def simulate(config: SimulationConfig, out_dir: Path, log: Log = print) -> Simul
     truth_path = out_dir / TRUTH_FILE
     truth_path.write_text(json.dumps(truth, indent=2, sort_keys=True, default=str) + "\n")
     log(f"wrote {truth_path}")
+    write_market_state(
+        out_dir,
+        {
+            "version": MARKET_STATE_VERSION,
+            "config": config.to_dict(),
+            "history_weeks": W,
+            "channels": list(channels),
+            "geos": list(geos),
+            "geo_share": [float(v) for v in market.geo_share],
+            "geo_base": [float(v) for v in market.geo_base],
+            "season_phase": float(market.season_phase),
+            "promo_days": [float(v) for v in market.promo_days],
+            "noise": market.noise.tolist(),
+            "kappa": [float(v) for v in market.kappa],
+            "beta": [float(v) for v in market.beta],
+            "weekly_spend_usd": weekly_rounded.tolist(),
+            "fx_last": {cur: float(rates[-1]) for cur, rates in fx.items()},
+            "creative_impressions": impressions,
+            "orders_completed": int(N),
+            "orders_cancelled": int(n_cancel),
+            "extensions": [],
+        },
+    )
     return SimulationResult(
         out_dir=out_dir, landing_dir=landing, truth_path=truth_path, truth=truth
     )
+
+
+def write_market_state(out_dir: Path, state: dict) -> Path:
+    """Write the market's continuation state beside truth.json, atomically."""
+    path = Path(out_dir) / MARKET_STATE_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(state, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path
 
 
 def _serving_log(
@@ -637,27 +821,44 @@ def _serving_log(
     return log_df, truth
 
 
-def _month_keys(day_idx: np.ndarray, days: list[date]) -> np.ndarray:
+def _month_keys(day_idx: np.ndarray, days: list[date], tag: str | None = None) -> np.ndarray:
+    """The file key of each row: its month (YYYY-MM), or `tag` for every row when given."""
+    if tag is not None:
+        return np.full(len(day_idx), tag, dtype=object)
     months = np.array([d.strftime("%Y-%m") for d in days], dtype=object)
     return months[day_idx]
 
 
 def _write_monthly_csv(
-    df: pd.DataFrame, day_idx: np.ndarray, days: list[date], folder: Path, stem: str
-) -> None:
+    df: pd.DataFrame,
+    day_idx: np.ndarray,
+    days: list[date],
+    folder: Path,
+    stem: str,
+    tag: str | None = None,
+) -> list[Path]:
+    """One CSV per month (`{stem}_YYYY-MM.csv`), or one `{stem}_{tag}.csv` when tagged."""
     folder.mkdir(parents=True, exist_ok=True)
-    months = _month_keys(day_idx, days)
+    months = _month_keys(day_idx, days, tag)
+    written = []
     for month in sorted(set(months)):
-        df[months == month].to_csv(folder / f"{stem}_{month}.csv", index=False)
+        path = folder / f"{stem}_{month}.csv"
+        df[months == month].to_csv(path, index=False)
+        written.append(path)
+    return written
 
 
 def _tracking_events(
     config, rng, geos, days, day0, offsets, campaigns, creatives, o_ids, o_user, o_epoch, o_cur,
     o_amount, user_geo, anon_ids, user_ids, emails, ips, devices, platforms, user_consent,
+    n_events: int | None = None, click_spend: dict[str, float] | None = None,
 ) -> Iterator[pd.DataFrame]:  # fmt: skip
     """Sessions of page views, ad clicks and purchases; a sample of CRM orders is tracked.
-    Yields the events in blocks of about EVENT_BLOCK, in time order."""
-    E, D = config.events, len(days)
+    Yields the events in blocks of about EVENT_BLOCK, in time order.
+
+    `n_events` replaces `config.events` (a part of the history); `click_spend` the channels'
+    configured weekly spend in how ad clicks are shared out among channels."""
+    E, D = (config.events if n_events is None else n_events), len(days)
     N = len(o_user)
     n_track = min(int(0.8 * N), int(0.35 * E / 4.55))
     n_browse = max(0, int((E - n_track * 4.55) / 2.3))
@@ -666,9 +867,8 @@ def _tracking_events(
 
     # Ad click sources: digital channels, weighted by how many clicks each drives.
     click_channels = [ch for ch in config.channels if _CLICK_WEIGHT.get(ch, 0) > 0]
-    w = np.array(
-        [_CLICK_WEIGHT[ch] * config.channel_truth[ch].weekly_spend for ch in click_channels]
-    )
+    spend_of = click_spend or {ch: config.channel_truth[ch].weekly_spend for ch in click_channels}
+    w = np.array([_CLICK_WEIGHT[ch] * spend_of.get(ch, 0.0) for ch in click_channels])
     by_channel = {
         ch: (
             [c for c in campaigns if c["channel"] == ch],
@@ -687,6 +887,8 @@ def _tracking_events(
     s_user = np.concatenate([o_user[order_idx], users_browse]).astype(int)
     s_gap = rng.integers(15, 200, S)
     s_click = rng.random(S) < np.where(s_conv, 0.55, 0.5)
+    if click_spend is not None and not w.sum() > 0:
+        s_click[:] = False  # no channel buys clicks this period
     s_pages = np.where(s_conv, 4, rng.choice([1, 2, 3], S, p=[0.5, 0.3, 0.2]))
     s_count = s_click.astype(int) + s_pages
     browse_day = rng.integers(0, D, n_browse)
@@ -698,7 +900,9 @@ def _tracking_events(
     # Per-session click attribution.
     s_channel = np.full(S, -1)
     s_channel[s_click] = (
-        rng.choice(len(click_channels), size=int(s_click.sum()), p=w / w.sum()) if len(w) else -1
+        rng.choice(len(click_channels), size=int(s_click.sum()), p=w / w.sum())
+        if len(w) and w.sum() > 0
+        else -1
     )
     s_campaign = np.full(S, None, dtype=object)
     s_creative = np.full(S, None, dtype=object)
@@ -947,17 +1151,7 @@ def _apply_fatigue(config, rng, perf: dict[str, pd.DataFrame], creatives) -> dic
             rate = -np.log1p(-target) / max(total, 1e-9)
             idx = f.index[f["creative_id"] == cid]
             exposure = before.loc[cid].reindex(f.loc[idx, "_day"]).to_numpy() / 1e6
-            keep = np.exp(-rate * exposure)
-            conv = frame.loc[idx, "conversions"].to_numpy()
-            clicks = frame.loc[idx, "clicks"].to_numpy()
-            conv_kept = rng.binomial(conv, keep)
-            clicks_kept = conv_kept + rng.binomial(clicks - conv, keep)
-            value = frame.loc[idx, "value"].to_numpy()
-            frame.loc[idx, "value"] = np.round(
-                np.where(conv > 0, value * conv_kept / np.maximum(conv, 1), 0.0), 2
-            )
-            frame.loc[idx, "clicks"] = clicks_kept
-            frame.loc[idx, "conversions"] = conv_kept
+            _thin_clicks(frame, idx, np.exp(-rate * exposure), rng)
             truth[cid] = {
                 "fatigued": True,
                 "fatigue_rate_per_million_impressions": rate,
@@ -967,6 +1161,21 @@ def _apply_fatigue(config, rng, perf: dict[str, pd.DataFrame], creatives) -> dic
         if cr["channel"] in _CTR and cr["creative_id"] not in truth:
             truth[cr["creative_id"]] = {"fatigued": False}
     return truth
+
+
+def _thin_clicks(frame: pd.DataFrame, idx, keep: np.ndarray, rng: np.random.Generator) -> None:
+    """Keep each click of rows `idx` with probability `keep` (conversions with their click),
+    scaling conversion value with the conversions kept."""
+    conv = frame.loc[idx, "conversions"].to_numpy()
+    clicks = frame.loc[idx, "clicks"].to_numpy()
+    conv_kept = rng.binomial(conv, keep)
+    clicks_kept = conv_kept + rng.binomial(clicks - conv, keep)
+    value = frame.loc[idx, "value"].to_numpy()
+    frame.loc[idx, "value"] = np.round(
+        np.where(conv > 0, value * conv_kept / np.maximum(conv, 1), 0.0), 2
+    )
+    frame.loc[idx, "clicks"] = clicks_kept
+    frame.loc[idx, "conversions"] = conv_kept
 
 
 def _inject_spend_dirt(
@@ -985,8 +1194,23 @@ def _inject_spend_dirt(
     return out, {"negative_spend_rows": n_neg, "missing_spend_rows": n_miss}
 
 
-def _write_spend(perf: dict[str, pd.DataFrame], landing: Path, config, rng, fx):
-    days = [config.start_date + timedelta(days=d) for d in range(config.days)]
+def _write_spend(
+    perf: dict[str, pd.DataFrame],
+    landing: Path,
+    config,
+    rng,
+    fx,
+    days: list[date] | None = None,
+    tag: str | None = None,
+    written: list[Path] | None = None,
+    reported_by_geo: dict[tuple[str, str], float] | None = None,
+):
+    """Write the platforms' spend reports, with dirt: monthly files of the history's days, or
+    with `days` and `tag` one `{stem}_{tag}` file per platform. Paths written are appended to
+    `written`, the reported USD per (channel, geo) added into `reported_by_geo`."""
+    if days is None:
+        days = [config.start_date + timedelta(days=d) for d in range(config.days)]
+    written = [] if written is None else written
     day_iso = np.array([d.isoformat() for d in days], dtype=object)
     spend_truth = dict.fromkeys(config.channels, 0.0)
     dirt = config.dirt
@@ -1065,13 +1289,17 @@ def _write_spend(perf: dict[str, pd.DataFrame], landing: Path, config, rng, fx):
         # The truth is what the files say, converted as the warehouse converts it.
         for ch, v in pd.Series(reported).groupby(df["_channel"].to_numpy()).sum().items():
             spend_truth[ch] += float(v)
+        if reported_by_geo is not None:
+            units = pd.MultiIndex.from_arrays([df["_channel"].to_numpy(), df["_geo"].to_numpy()])
+            for unit, v in pd.Series(reported, index=units).groupby(level=[0, 1]).sum().items():
+                reported_by_geo[unit] = reported_by_geo.get(unit, 0.0) + float(v)
         out, counts[key] = _inject_spend_dirt(
             out, spend_col, rng, dirt.negative_spend_rows, dirt.missing_spend_rows, negate
         )
         if platform == "meta":
             folder = landing / "meta_ads"
             folder.mkdir(parents=True, exist_ok=True)
-            months = _month_keys(out["_day"].to_numpy(), days)
+            months = _month_keys(out["_day"].to_numpy(), days, tag)
             for month in sorted(set(months)):
                 items = []
                 for rec in out[months == month].drop(columns="_day").to_dict("records"):
@@ -1084,11 +1312,14 @@ def _write_spend(perf: dict[str, pd.DataFrame], landing: Path, config, rng, fx):
                     items.append(rec)
                 doc = {"data": items, "paging": {"cursors": {"before": "MAZDZD", "after": "MjQZD"}}}
                 (folder / f"insights_{month}.json").write_text(json.dumps(doc))
+                written.append(folder / f"insights_{month}.json")
         else:
             folder, stem = (
                 (landing / "google_ads", "ad_performance")
                 if platform == "google_ads"
                 else (landing / "offline_media", "spend")
             )
-            _write_monthly_csv(out.drop(columns="_day"), out["_day"].to_numpy(), days, folder, stem)
+            written += _write_monthly_csv(
+                out.drop(columns="_day"), out["_day"].to_numpy(), days, folder, stem, tag
+            )
     return spend_truth, counts["google_ads"], counts["meta_ads"], counts["offline_media"]

@@ -67,6 +67,9 @@ class Market:
     promo_days: np.ndarray  # [W] days of the week inside a promotion
     noise: np.ndarray  # [W, G] multiplicative noise on expected revenue
     treatment_geos: dict[int, np.ndarray]  # experiment index -> geo indices
+    # What continues the baseline past the history (see `baseline_revenue`).
+    season_phase: float = 0.0
+    geo_base: np.ndarray | None = None  # [G] each geo's share of baseline revenue
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -105,6 +108,27 @@ class Market:
         return self.baseline + self.response(spend).sum(axis=2)
 
 
+def baseline_revenue(
+    config: SimulationConfig,
+    weeks: np.ndarray,
+    season_phase: float,
+    geo_base: np.ndarray,
+    promo_days: np.ndarray | None = None,
+) -> np.ndarray:
+    """Expected revenue without media [len(weeks), G] in weeks counted from the start: the
+    trend, the yearly season and the promotions' lift, shared out over geos."""
+    t = np.asarray(weeks)
+    if promo_days is None:
+        promo_days = np.zeros(len(t))
+    trend = 1.0 + config.trend_per_year * t / 52.0
+    season = 1.0 + config.seasonality_amplitude * np.sin(2 * np.pi * t / 52.0 + season_phase)
+    return (
+        config.base_weekly_revenue
+        * (trend * season * (1 + config.promo_effect * promo_days / 7.0))[:, None]
+        * geo_base[None, :]
+    )
+
+
 def build_market(config: SimulationConfig, rng: np.random.Generator, spend_override=None) -> Market:
     """Draw the advertiser: geo sizes, spend plans, response scales and the baseline."""
     W, G, C = config.weeks, config.geos, len(config.channels)
@@ -131,22 +155,14 @@ def build_market(config: SimulationConfig, rng: np.random.Generator, spend_overr
         ]
     )
 
-    t = np.arange(W)
-    trend = 1.0 + config.trend_per_year * t / 52.0
-    season = 1.0 + config.seasonality_amplitude * np.sin(
-        2 * np.pi * t / 52.0 + rng.uniform(0, 2 * np.pi)
-    )
+    season_phase = float(rng.uniform(0, 2 * np.pi))
     promo_days = np.zeros(W)
     n_promos = max(1, round(W / 52 * 5))
     for start_week in rng.choice(np.arange(1, W - 1), size=min(n_promos, W - 2), replace=False):
         promo_days[start_week] = int(rng.integers(3, 8))
     geo_base = geo_share * rng.lognormal(0.0, 0.1, G)
     geo_base = geo_base / geo_base.sum()
-    baseline = (
-        config.base_weekly_revenue
-        * (trend * season * (1 + config.promo_effect * promo_days / 7.0))[:, None]
-        * geo_base[None, :]
-    )
+    baseline = baseline_revenue(config, np.arange(W), season_phase, geo_base, promo_days)
     noise = rng.lognormal(-(config.noise_sigma**2) / 2, config.noise_sigma, (W, G))
 
     treatment: dict[int, np.ndarray] = {}
@@ -163,6 +179,8 @@ def build_market(config: SimulationConfig, rng: np.random.Generator, spend_overr
         promo_days=promo_days,
         noise=noise,
         treatment_geos=treatment,
+        season_phase=season_phase,
+        geo_base=geo_base,
     )
     return market
 
