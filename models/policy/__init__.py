@@ -1,10 +1,30 @@
-"""Action proposals and the policy engine that judges them under `policies/actuation.yaml`."""
+"""Action proposals, the policy engine that judges them under `policies/actuation.yaml`, and
+the signed four-eyes approvals of the proposals that need a person."""
 
+from models.policy.approvals import (
+    APPROVAL_SCHEMA,
+    Approval,
+    ApprovalCheck,
+    ApprovalConfigError,
+    ApprovalState,
+    Signer,
+    TamperedProposalError,
+    approval_state,
+    approver_key_env,
+    approver_keys_from_env,
+    check_approval,
+    proposal_from_json,
+    proposal_row,
+    sign_approval,
+    signer_from_env,
+    verify_proposal_row,
+)
 from models.policy.config import (
     DEFAULT_POLICY_PATH,
     ActionTypePolicy,
     ActuationPolicy,
     Blackout,
+    CanaryPolicy,
     ChannelPolicy,
     PeriodLimit,
     StopLossRule,
@@ -24,6 +44,7 @@ from models.policy.engine import (
 from models.policy.proposal import PROPOSAL_SCHEMA, UNIT_USD_PER_DAY, ActionProposal, change_ratio
 
 __all__ = [
+    "APPROVAL_SCHEMA",
     "DEFAULT_POLICY_PATH",
     "OUTCOMES",
     "PROPOSAL_SCHEMA",
@@ -32,17 +53,33 @@ __all__ = [
     "ActionTypePolicy",
     "ActuationPolicy",
     "AppliedChange",
+    "Approval",
+    "ApprovalCheck",
+    "ApprovalConfigError",
+    "ApprovalState",
     "Blackout",
+    "CanaryPolicy",
     "ChannelPolicy",
     "Check",
     "PeriodLimit",
+    "Signer",
     "StopLossResult",
     "StopLossRule",
+    "TamperedProposalError",
     "Verdict",
+    "approval_state",
+    "approver_key_env",
+    "approver_keys_from_env",
     "change_ratio",
+    "check_approval",
     "evaluate",
     "evaluate_stop_loss",
     "load_actuation_policy",
     "policy_from_dict",
     "policy_sha256",
+    "proposal_from_json",
+    "proposal_row",
+    "sign_approval",
+    "signer_from_env",
+    "verify_proposal_row",
 ]
