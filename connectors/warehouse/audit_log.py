@@ -19,8 +19,11 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import duckdb
 
 from connectors.warehouse.duckdb import connect, warehouse_path
 
@@ -55,13 +58,27 @@ def _to_row(record: tuple) -> dict[str, Any]:
 class DuckDBAuditStore:
     """`audit.log` in the DuckDB warehouse at `path` (default: $ADLOOP_WAREHOUSE_PATH)."""
 
-    def __init__(self, path: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        *,
+        conn: duckdb.DuckDBPyConnection | None = None,
+    ) -> None:
         self.path = warehouse_path(path)
+        self._shared = conn  # a connection a run already holds (see connectors.warehouse.actuation)
+
+    @contextmanager
+    def _connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self._shared is not None:
+            yield self._shared
+        else:
+            with connect(self.path, read_only=read_only) as conn:
+                yield conn
 
     def exists(self) -> bool:
-        if not self.path.exists():
+        if self._shared is None and not self.path.exists():
             return False
-        with connect(self.path, read_only=True) as conn:
+        with self._connect(read_only=True) as conn:
             return bool(
                 conn.execute(
                     "select count(*) from information_schema.tables "
@@ -73,7 +90,7 @@ class DuckDBAuditStore:
         self, build: Callable[[dict[str, Any] | None], dict[str, Any]]
     ) -> dict[str, Any]:
         """In one transaction: read the last row, insert build(last_row), return what was built."""
-        with _APPEND_LOCK, connect(self.path) as conn:
+        with _APPEND_LOCK, self._connect() as conn:
             conn.execute("create schema if not exists audit")
             conn.execute(_DDL)
             conn.execute("begin transaction")
@@ -99,12 +116,12 @@ class DuckDBAuditStore:
         if limit is not None:
             sql += " limit ?"
             params.append(limit)
-        with connect(self.path, read_only=True) as conn:
+        with self._connect(read_only=True) as conn:
             return [_to_row(r) for r in conn.execute(sql, params).fetchall()]
 
     def last_rows(self, n: int) -> list[dict[str, Any]]:
         self._require()
-        with connect(self.path, read_only=True) as conn:
+        with self._connect(read_only=True) as conn:
             records = conn.execute(f"{_SELECT} order by seq desc limit ?", [max(n, 0)]).fetchall()
         return [_to_row(r) for r in reversed(records)]
 

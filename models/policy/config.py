@@ -29,7 +29,7 @@ STOP_LOSS_METRICS: tuple[str, ...] = ("spend_pace", "cpa_increase", "roas_drop")
 STOP_LOSS_ACTIONS: tuple[str, ...] = ("pause", "revert", "alert")
 
 _TOP_KEYS = {"version", "currency", "kill_switch", "action_types", "channels"}
-_TOP_KEYS |= {"stop_loss", "blackouts"}
+_TOP_KEYS |= {"stop_loss", "blackouts", "canary"}
 _TYPE_KEYS = {
     "tier",
     "unit",
@@ -96,6 +96,16 @@ class Blackout:
 
 
 @dataclass(frozen=True)
+class CanaryPolicy:
+    """Large changes go to a slice first and widen only after the slice's outcome passed."""
+
+    geos: tuple[str, ...]  # the canary slice
+    action_types: tuple[str, ...] = ("budget_change",)
+    min_change: float = 0.0  # changes at least this large are canaried
+    max_spend_pace: float = 0.3  # the outcome check: |observed / budgeted spend - 1| <= this
+
+
+@dataclass(frozen=True)
 class ActuationPolicy:
     version: str
     action_types: dict[str, ActionTypePolicy]
@@ -105,6 +115,14 @@ class ActuationPolicy:
     kill_switch: bool = False
     currency: str = "USD"
     sha256: str = ""
+    canary: CanaryPolicy | None = None
+
+    def is_canary(self, action_type: str, change: float | None) -> bool:
+        c = self.canary
+        return (
+            c is not None and action_type in c.action_types and change is not None
+            and change >= c.min_change
+        )  # fmt: skip
 
     def approvers(self, action_type: str) -> tuple[str, ...]:
         """Who may approve this action type; () for unknown or forbidden types."""
@@ -317,7 +335,27 @@ def policy_from_dict(document: Any, *, sha256: str | None = None) -> ActuationPo
     blackouts = tuple(
         _blackout(i, r, set(channels), set(action_types)) for i, r in enumerate(raw_blackouts)
     )
+    canary = None
+    if raw.get("canary") is not None:
+        rc = _mapping(
+            raw["canary"], "canary", {"geos", "action_types", "min_change", "max_spend_pace"}
+        )
+        geos = _names(rc.get("geos"), "canary.geos", allow_none=False)
+        if not geos:
+            raise ValueError("canary.geos must name at least one geo")
+        types = _names(
+            rc.get("action_types", ["budget_change"]), "canary.action_types", allow_none=False
+        )
+        unknown = sorted(set(types) - set(action_types))
+        if unknown:
+            raise ValueError(f"canary.action_types names unknown action types {unknown}")
+        canary = CanaryPolicy(
+            geos=geos, action_types=types,
+            min_change=_number(rc.get("min_change", 0.0), "canary.min_change"),
+            max_spend_pace=_number(rc.get("max_spend_pace", 0.3), "canary.max_spend_pace"),
+        )  # fmt: skip
     return ActuationPolicy(
+        canary=canary,
         version=str(version),
         action_types=action_types,
         channels=channels,

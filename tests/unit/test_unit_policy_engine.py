@@ -383,7 +383,7 @@ def test_every_reason_is_recorded_and_the_most_severe_outcome_wins():
 
 def test_shipped_policy_loads_and_its_hash_ignores_comments(tmp_path):
     policy = load_actuation_policy()
-    assert policy.version == "1" and not policy.kill_switch
+    assert policy.version == "2" and not policy.kill_switch
     assert policy.sha256 == policy_sha256(DEFAULT_POLICY_PATH) == policy_sha256()
     assert policy.action_types["campaign_delete"].tier == "forbidden"
     assert all(rule.approvers for rule in policy.action_types.values() if rule.tier != "forbidden")
@@ -485,3 +485,20 @@ def test_stop_loss_on_example_numbers():
     # the shipped policy's rules parse and run too
     shipped = evaluate_stop_loss(load_actuation_policy(), observed)
     assert {r.rule_id for r in shipped if r.triggered} == {"overspend", "roas_drop"}
+
+
+def test_canary_rule_marks_large_budget_changes_and_rejects_unknown_types():
+    policy = load_actuation_policy()
+    assert policy.canary is not None and policy.canary.geos
+    big = policy.canary.min_change
+    assert policy.is_canary("budget_change", big)
+    assert not policy.is_canary("budget_change", big - 0.01)
+    assert not policy.is_canary("budget_change", None)
+    assert not policy.is_canary("pause", 1.0)
+    document = yaml.safe_load(DEFAULT_POLICY_PATH.read_text(encoding="utf-8"))
+    document["canary"]["action_types"] = ["teleport"]
+    with pytest.raises(ValueError, match=r"canary\.action_types names unknown"):
+        policy_from_dict(document)
+    document["canary"] = {"geos": []}
+    with pytest.raises(ValueError, match=r"canary\.geos"):
+        policy_from_dict(document)
