@@ -7,6 +7,7 @@ export ADLOOP_WAREHOUSE_PATH ?= $(abspath $(DATA))/warehouse.duckdb
 export ADLOOP_LANDING_PATH ?= $(abspath $(DATA))/sim/landing
 export ADLOOP_ARTIFACTS_PATH ?= $(abspath $(DATA))/artifacts
 export DAGSTER_HOME ?= $(abspath $(DATA))/dagster_home
+export ADLOOP_SANDBOX_DIR ?= $(abspath $(DATA))/sandbox
 # Demo-only key for hashing emails and IPs in staging; set your own secret in production.
 export ADLOOP_PII_HASH_KEY ?= adloop-demo-key-do-not-use-in-production
 export DAGSTER_DISABLE_TELEMETRY := 1

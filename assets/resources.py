@@ -3,6 +3,7 @@ wired in orchestration/resources.py; the types live here so imports only point d
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,7 +11,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from connectors.warehouse import connect, ensure_schemas
+from connectors.ad_platforms.sandbox.process import DEV_TOKENS
+from connectors.warehouse import WAREHOUSE_PATH_ENV, connect, ensure_schemas
 from models.ingestion.sources import LANDING_PATH_ENV
 
 
@@ -141,3 +143,101 @@ class LanguageModel(dg.ConfigurableResource):
             yield OpenAIChatLLM(
                 server.model, server.base_url, "local", structured_output=self.structured_output
             )
+
+
+SANDBOX_URL_ENV = "ADLOOP_SANDBOX_URL"
+SANDBOX_DIR_ENV = "ADLOOP_SANDBOX_DIR"
+TARGETS_PATH_ENV = "ADLOOP_AD_TARGETS_PATH"
+# The local sandbox's own credentials: it is a test double on this machine, not a secret store.
+SANDBOX_API_TOKEN = DEV_TOKENS["api"]
+SANDBOX_DEVELOPER_TOKEN = DEV_TOKENS["developer"]
+SANDBOX_ADMIN_TOKEN = DEV_TOKENS["admin"]
+
+
+class AdPlatforms(dg.ConfigurableResource):
+    """Google Ads and Meta. Without base URLs both are the local sandbox: the one running at
+    `sandbox_url` when set (the demo starts one), else one the step starts on the state in
+    `sandbox_dir` and stops afterwards (its state persists). With base URLs and tokens (from
+    the environment, never logged), the real APIs."""
+
+    sandbox_url: str | None = None
+    sandbox_dir: str | None = None
+    google_ads_base_url: str | None = None
+    google_ads_access_token: str | None = None
+    google_ads_developer_token: str | None = None
+    google_ads_login_customer_id: str | None = None
+    meta_base_url: str | None = None
+    meta_access_token: str | None = None
+    targets_path: str | None = None  # default: <landing>/reference/budget_targets.csv
+    timeout_s: float = 10.0
+
+    def targets(self, landing: LandingZone):
+        from models.actuation.targets import TARGETS_FILE, read_targets
+
+        path = self.targets_path or os.environ.get(TARGETS_PATH_ENV)
+        return read_targets(path or landing.root / TARGETS_FILE)
+
+    @contextmanager
+    def session(self, log=None):
+        """Yields {platform: connector}."""
+        from connectors.ad_platforms.google_ads import GoogleAdsClient
+        from connectors.ad_platforms.meta import MetaClient
+
+        real = bool(self.google_ads_base_url or self.meta_base_url)
+        if real:
+            platforms = {}
+            if self.google_ads_base_url:
+                if not (self.google_ads_access_token and self.google_ads_developer_token):
+                    raise dg.Failure(
+                        "Google Ads needs ADLOOP_GOOGLE_ADS_ACCESS_TOKEN and "
+                        "ADLOOP_GOOGLE_ADS_DEVELOPER_TOKEN with ADLOOP_GOOGLE_ADS_BASE_URL"
+                    )
+                platforms["google_ads"] = GoogleAdsClient(
+                    self.google_ads_base_url, access_token=self.google_ads_access_token,
+                    developer_token=self.google_ads_developer_token,
+                    login_customer_id=self.google_ads_login_customer_id, timeout_s=self.timeout_s,
+                )  # fmt: skip
+            if self.meta_base_url:
+                if not self.meta_access_token:
+                    raise dg.Failure(
+                        "Meta needs ADLOOP_META_ACCESS_TOKEN with ADLOOP_META_BASE_URL"
+                    )
+                platforms["meta"] = MetaClient(
+                    self.meta_base_url,
+                    access_token=self.meta_access_token,
+                    timeout_s=self.timeout_s,
+                )
+            yield platforms
+            return
+
+        def clients(url: str) -> dict:
+            return {
+                "google_ads": GoogleAdsClient(
+                    url, access_token=SANDBOX_API_TOKEN, developer_token=SANDBOX_DEVELOPER_TOKEN,
+                    timeout_s=self.timeout_s,
+                ),
+                "meta": MetaClient(url, access_token=SANDBOX_API_TOKEN, timeout_s=self.timeout_s),
+            }  # fmt: skip
+
+        # Read when the step runs: the demo and the tests start a sandbox after the code loads.
+        url = self.sandbox_url or os.environ.get(SANDBOX_URL_ENV)
+        if url:
+            yield clients(url)
+            return
+        from connectors.ad_platforms.sandbox import SandboxServer
+
+        state_dir = self.sandbox_dir or os.environ.get(SANDBOX_DIR_ENV)
+        if not state_dir:
+            warehouse = os.environ.get(WAREHOUSE_PATH_ENV)
+            if not warehouse:
+                raise dg.Failure(
+                    f"no ad platform configured: set {SANDBOX_DIR_ENV} or {SANDBOX_URL_ENV}"
+                )
+            state_dir = str(Path(warehouse).parent / "sandbox")
+        if log:
+            log.info(f"starting the local sandbox ad platform on the state in {state_dir}")
+        with SandboxServer(
+            state_dir, api_token=SANDBOX_API_TOKEN, admin_token=SANDBOX_ADMIN_TOKEN,
+            developer_token=SANDBOX_DEVELOPER_TOKEN,
+        ) as server:  # fmt: skip
+            yield clients(server.url)

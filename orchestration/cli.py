@@ -42,6 +42,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             _say(
                 f"{out} already holds this simulation (same config and seed); use --force to rewrite it"
             )
+            _write_budget_targets(out)
             return 0
         raise SystemExit(
             f"{out} holds a different simulation; pass --force to overwrite it or choose another --out"
@@ -50,12 +51,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         shutil.rmtree(out / LANDING_DIR)  # files of the old simulation must not linger
     started = time.time()
     result = simulate(config, out, log=_say)
+    _write_budget_targets(out)
     t = result.truth
     _say(
         f"done in {time.time() - started:.1f}s: {t['counts']['events_unique']:,} events, "
         f"{t['counts']['orders_completed']:,} orders, landing files in {result.landing_dir}"
     )
     return 0
+
+
+def _write_budget_targets(sim_dir: Path) -> None:
+    """The sandbox's account mapping: which budget carries each channel × geo."""
+    from models.actuation.targets import TARGETS_FILE, write_targets
+    from models.simulation.closed_loop import budget_targets
+
+    write_targets(sim_dir / LANDING_DIR / TARGETS_FILE, budget_targets(sim_dir))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -118,6 +128,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     creative = run_creative_loop(instance=instance, log_level=args.log_level)
     _report_run(creative, started)
 
+    from orchestration.closed_loop import run_closed_loop
+
+    loop_ok = True
+    if args.loop_weeks > 0:
+        _say(f"closed loop: {args.loop_weeks} simulated weeks against the sandbox ad platform")
+        started = time.time()
+        weeks = run_closed_loop(
+            sim_dir, args.loop_weeks, instance=instance, log_level=args.log_level, say=_say
+        )
+        loop_ok = all(all(w.runs.values()) for w in weeks)
+        _say(f"closed loop {'succeeded' if loop_ok else 'FAILED'} in {time.time() - started:.0f}s")
+
     truth = json.loads((sim_dir / TRUTH_FILE).read_text())
     print()
     with connect(os.environ[WAREHOUSE_PATH_ENV]) as conn:
@@ -142,11 +164,53 @@ def cmd_demo(args: argparse.Namespace) -> int:
             )
         _print_measurement(conn, truth)
         _print_creative(conn, truth)
+        _print_closed_loop(conn)
     print(
         f"\nWarehouse: {os.environ[WAREHOUSE_PATH_ENV]} (open it with duckdb or any BI tool that reads DuckDB)\n"
         "Open the Dagster UI on http://127.0.0.1:3000 with:  make ui"
     )
-    return 0 if run.success and measure.success and creative.success else 1
+    return 0 if run.success and measure.success and creative.success and loop_ok else 1
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from connectors.ad_platforms.sandbox.__main__ import main as sandbox_main
+
+    return sandbox_main(args.sandbox_args or ["--help"])
+
+
+def _print_closed_loop(conn) -> None:
+    """Per week: what was proposed and applied, and the decision backtest against the truth."""
+    tables = {r[0] for r in conn.execute(
+        "select table_name from information_schema.tables where table_schema = 'decisions'"
+    ).fetchall()}  # fmt: skip
+    if "decision_backtest" not in tables:
+        return
+    print("Closed loop: proposals by week, type and verdict (decisions.action_proposals):")
+    for week, kind, verdict, n in conn.execute(
+        "select created_for, action_type, verdict, count(*) from decisions.action_proposals "
+        "group by all order by all"
+    ).fetchall():
+        print(f"  {week}  {kind:<16} {verdict:<15} {n:>4}")
+    print("Actions sent to the sandbox ad platform (decisions.actuation_ledger):")
+    for state, n in conn.execute(
+        "select state, count(*) from decisions.actuation_ledger group by all order by all"
+    ).fetchall():
+        print(f"  {state:<12} {n:>5}")
+    print(
+        "Decision backtest (decisions.decision_backtest): true weekly media contribution, USD, "
+        "of the budgets before and after each week's actions, and of the true optimum for the "
+        "same spend"
+    )
+    print(f"  {'week':<11} {'spend/week':>11} {'before':>10} {'after':>10} {'optimum':>10} "
+          f"{'regret':>9} {'gain captured':>14}")  # fmt: skip
+    for r in conn.execute(
+        "select week_of, spend_after, true_contribution_before, true_contribution_after, "
+        "true_contribution_optimum, regret, share_of_possible_gain "
+        "from decisions.decision_backtest order by week_of"
+    ).fetchall():
+        share = "-" if r[6] is None or r[6] != r[6] else f"{r[6]:.0%}"
+        print(f"  {r[0]!s:<11} {r[1]:>11,.0f} {r[2]:>10,.0f} {r[3]:>10,.0f} {r[4]:>10,.0f} "
+              f"{r[5]:>9,.0f} {share:>14}")  # fmt: skip
 
 
 def _report_run(result, started: float) -> None:
@@ -310,6 +374,234 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 1
 
 
+# --- proposals, approvals and the kill switch ---------------------------------------------------
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"adloop: {message}", file=sys.stderr)
+    return code
+
+
+def _approval_context(args: argparse.Namespace):
+    """The store, the current policy and the verifier keys found in the environment."""
+    from connectors.warehouse.decisions_store import DecisionsStore
+    from models.policy import approver_keys_from_env, load_actuation_policy
+
+    store = DecisionsStore(args.warehouse)
+    policy = load_actuation_policy(args.policy)
+    everyone = [a for t in policy.action_types for a in policy.approvers(t)]
+    return store, policy, approver_keys_from_env(everyone)
+
+
+def _value_text(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return ",".join(f"{k}:{v:.2f}" for k, v in sorted(value.items()))
+    return f"{value:,.2f}"
+
+
+def _change_text(current, proposed, ratio) -> str:
+    """Signed percent change for numbers; the share of traffic moved for splits."""
+    if isinstance(current, int | float) and isinstance(proposed, int | float) and current:
+        return f"{proposed / current - 1:+.1%}"
+    return "-" if ratio is None else f"{ratio:.1%} moved"
+
+
+def _state_text(state, keys) -> str:
+    unverified = [a for a, _ in state.refused if a.approver not in keys]
+    return f"{state.state} ({len(unverified)} unverified here)" if unverified else state.state
+
+
+def cmd_proposals(args: argparse.Namespace) -> int:
+    """`proposals list` (awaiting approval, or --all) and `proposals show ID`."""
+    from connectors.warehouse.decisions_store import ProposalLookupError, WarehouseLockedError
+    from models.policy import approval_state
+
+    try:
+        store, policy, keys = _approval_context(args)
+        if args.proposals_command == "show":
+            row = store.proposal(args.id)
+            approvals = store.approvals(row["proposal_hash"])
+        else:
+            rows, approvals = store.proposals(), store.approvals()
+    except (RuntimeError, ProposalLookupError, WarehouseLockedError) as exc:
+        return _fail(str(exc))
+
+    if args.proposals_command == "show":
+        state = approval_state(row, approvals, policy, keys)
+        _print_proposal(row, state, policy, keys)
+        return 0
+
+    by_hash: dict[str, list] = {}
+    for a in approvals:
+        by_hash.setdefault(a["proposal_hash"], []).append(a)
+    shown = []
+    for row in rows:
+        state = approval_state(row, by_hash.get(row["proposal_hash"], []), policy, keys)
+        if args.all or (row["verdict"] == "needs_approval" and state.state == "pending"):
+            shown.append((row, state))
+    if not shown:
+        print("no proposals" if args.all else "no proposals await approval (use --all to see every one)")  # fmt: skip
+        return 0
+    header = ("id", "type", "channel/geo", "target", "current -> proposed", "change", "verdict", "approval", "created_for")  # fmt: skip
+    table = [header]
+    for row, state in shown:
+        values = json.loads(row["value_json"] or "{}")
+        ratio = row["change_ratio"]
+        table.append((
+            row["proposal_id"], row["action_type"], f"{row['channel']}/{row['geo'] or '-'}",
+            row["target_id"], f"{_value_text(values.get('current'))} -> {_value_text(values.get('proposed'))}",
+            _change_text(values.get("current"), values.get("proposed"), ratio),
+            row["verdict"], _state_text(state, keys), str(row["created_for"] or "-"),
+        ))  # fmt: skip
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
+    for r in table:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def _print_proposal(row: dict, state, policy, keys) -> None:
+    proposal = json.loads(row["proposal_json"])
+    print(f"proposal {row['proposal_id']}  (hash {row['proposal_hash']})")
+    for column in ("action_type", "platform", "account_id", "target_id", "channel", "geo", "unit",
+                   "change_ratio", "expected_effect", "effect_low", "effect_high", "effect_metric",
+                   "proposer", "canary", "created_for", "proposed_at", "source", "run_id"):  # fmt: skip
+        print(f"  {column:<16} {row.get(column)}")
+    values = json.loads(row["value_json"] or "{}")
+    print(f"  {'value':<16} {_value_text(values.get('current'))} -> {_value_text(values.get('proposed'))}")  # fmt: skip
+    for name in ("inputs", "model_version", "prompt_version", "seed"):
+        print(f"  {name:<16} {proposal.get(name)}")
+    print(f"verdict: {row['verdict']}  (policy v{row['policy_version']}, sha256 {row['policy_sha256']})")  # fmt: skip
+    if row["policy_sha256"] != policy.sha256:
+        print(f"  note: the current policy is v{policy.version} (sha256 {policy.sha256}); approvals are checked against it")  # fmt: skip
+    for reason in json.loads(row["reasons"] or "[]"):
+        print(f"  reason: {reason}")
+    for check in json.loads(row["checks"] or "[]"):
+        mark = "ok  " if check.get("passed") else "FAIL"
+        print(f"  {mark} {check.get('name'):<16} {check.get('detail')}")
+    print(f"approvers: {', '.join(json.loads(row['approvers'] or '[]')) or '-'}")
+    print(f"approval state: {_state_text(state, keys)}: {state.reason}")
+    for a in state.valid:
+        print(f"  valid    {a.decision:<7} by {a.approver} at {a.signed_at}  {a.comment!r}")
+    for a, why in state.refused:
+        print(f"  refused  {a.decision:<7} by {a.approver} at {a.signed_at}  {a.comment!r}: {why}")
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    """`approve ID` and `reject ID --reason`: sign with the key in the environment, store the
+    signed decision and audit it. Every refusal happens before anything is written."""
+    from connectors.warehouse.audit_log import DuckDBAuditStore
+    from connectors.warehouse.decisions_store import (
+        ProposalLookupError,
+        WarehouseLockedError,
+        retry_on_lock,
+    )
+    from models.audit import AuditLog, SecretInPayloadError, assert_no_secrets
+    from models.policy import approval_state, check_approval, signer_from_env, verify_proposal_row
+
+    decision = "approve" if args.command == "approve" else "reject"
+    comment = (args.comment if decision == "approve" else args.reason) or ""
+    try:
+        signer = signer_from_env()
+        store, policy, keys = _approval_context(args)
+        row = store.proposal(args.id)
+        proposal = verify_proposal_row(row)
+    except (ValueError, RuntimeError, ProposalLookupError) as exc:  # tampering is a ValueError
+        return _fail(str(exc))
+    pid, who = row["proposal_id"], signer.approver
+    if row["verdict"] != "needs_approval":
+        return _fail(f"proposal {pid} has verdict {row['verdict']}: only needs_approval proposals take approvals")  # fmt: skip
+    if who == proposal.proposer:
+        return _fail(f"{who} proposed {pid}: no one approves or rejects their own proposal")
+    if not policy.can_approve(proposal.action_type, who, proposal.proposer):
+        allowed = ", ".join(policy.approvers(proposal.action_type)) or "nobody"
+        return _fail(f"{who} may not decide on {proposal.action_type} under policy v{policy.version} (allowed: {allowed})")  # fmt: skip
+    if signer.key.decode("utf-8", "replace") in comment:
+        return _fail("the comment contains the signing key; nothing was written")
+    approval = signer.sign(row["proposal_hash"], decision, comment=comment)
+    mine = check_approval(approval, row, policy, {who: signer.key})
+    if not mine.valid:
+        return _fail(f"refused: {mine.reason}")
+    payload = {
+        **approval.to_row(),
+        "proposal_id": pid,
+        "action_type": proposal.action_type,
+        "policy_version": policy.version,
+        "policy_sha256": policy.sha256,
+    }
+    try:
+        assert_no_secrets(payload)
+    except SecretInPayloadError as exc:
+        return _fail(f"the comment looks like it holds a secret ({exc}); nothing was written")
+    try:
+        stored = store.append_approval(approval.to_row())
+    except (WarehouseLockedError, ProposalLookupError) as exc:
+        return _fail(str(exc))
+    print(f"recorded {decision} of proposal {pid} ({proposal.action_type} {proposal.target_id}) "
+          f"by {who} at {approval.signed_at}: approval {approval.approval_id}, seq {stored['seq']}, "
+          f"signature {approval.signature[:16]}...")  # fmt: skip
+    if comment:
+        print(f"  comment: {comment}")
+    state = approval_state(row, store.approvals(row["proposal_hash"]), policy, {**keys, who: signer.key})  # fmt: skip
+    print(f"  approval state now: {_state_text(state, {**keys, who: signer.key})}: {state.reason}")
+    try:
+        entry = retry_on_lock(
+            lambda: AuditLog(DuckDBAuditStore(store.path)).append(
+                "approval" if decision == "approve" else "rejection",
+                row["proposal_hash"], who, {**payload, "seq": stored["seq"]},
+            ),
+            path=store.path, timeout_s=store.lock_timeout_s,
+        )  # fmt: skip
+    except WarehouseLockedError as exc:
+        return _fail(f"the {decision} is recorded, but the audit entry is not: {exc}", 1)
+    print(f"  audit entry {entry.seq} ({entry.kind}, {entry.entry_hash[:12]})")
+    return 0
+
+
+def cmd_kill_switch(args: argparse.Namespace) -> int:
+    """`kill-switch on --reason R | off | status`: flip the file first, then try to audit."""
+    import getpass
+
+    from connectors.kill_switch import KillSwitch
+    from connectors.warehouse import WAREHOUSE_PATH_ENV
+    from connectors.warehouse.audit_log import DuckDBAuditStore
+    from connectors.warehouse.decisions_store import WarehouseLockedError, retry_on_lock
+    from models.audit import AuditLog
+
+    environ = dict(os.environ)
+    if args.warehouse:
+        environ[WAREHOUSE_PATH_ENV] = args.warehouse
+    try:
+        switch = KillSwitch(environ=environ)
+    except RuntimeError as exc:
+        return _fail(str(exc))
+    if args.switch_command == "status":
+        state = switch.state()
+        print(f"{state.describe()}  [{switch.path}]")
+        return 0
+    by = args.by or environ.get("ADLOOP_APPROVER_ID") or getpass.getuser()
+    state = switch.engage(args.reason, by) if args.switch_command == "on" else switch.release(by)
+    print(f"{state.describe()}  [{switch.path}]")
+    if args.switch_command == "off" and state.engaged:
+        print(f"  still ON: {state.reason}; the file is released, the environment is not")
+    warehouse = environ.get(WAREHOUSE_PATH_ENV)
+    if not warehouse:
+        print(f"  not audited: no warehouse ({WAREHOUSE_PATH_ENV} is not set)")
+        return 0
+    payload = {"action": args.switch_command, "path": str(switch.path), "state": state.to_dict()}
+    try:
+        entry = retry_on_lock(
+            lambda: AuditLog(DuckDBAuditStore(warehouse)).append("kill_switch", "kill_switch", by, payload),
+            path=warehouse, timeout_s=1.0,
+        )  # fmt: skip
+    except WarehouseLockedError as exc:
+        print(f"  the switch is flipped, but not audited: {exc}", file=sys.stderr)
+        return 0
+    print(f"  audit entry {entry.seq} (kill_switch, {entry.entry_hash[:12]})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="adloop", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -347,7 +639,22 @@ def main(argv: list[str] | None = None) -> int:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="Dagster console logs",
     )
+    p_demo.add_argument(
+        "--loop-weeks",
+        type=int,
+        default=3,
+        help="simulated weeks of the closed loop against the sandbox ad platform (0: none)",
+    )
     p_demo.set_defaults(func=cmd_demo)
+
+    p_sandbox = sub.add_parser(
+        "sandbox",
+        help="the local sandbox ad platform (Google Ads + Meta): `adloop sandbox serve --state-dir "
+        "DIR --port 8765`, `adloop sandbox seed --url URL FILE`; see docs/ad_platforms.md",
+        add_help=False,
+    )
+    p_sandbox.add_argument("sandbox_args", nargs=argparse.REMAINDER)
+    p_sandbox.set_defaults(func=cmd_sandbox)
 
     p_audit = sub.add_parser(
         "audit", help="the hash-chained audit log (audit.log in the warehouse)"
@@ -369,6 +676,56 @@ def main(argv: list[str] | None = None) -> int:
         )
         p.set_defaults(func=cmd_audit)
 
+    def approval_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--warehouse", default=None, help="the DuckDB file (default: $ADLOOP_WAREHOUSE_PATH)"
+        )
+        p.add_argument(
+            "--policy", default=None, help="the actuation policy (default: policies/actuation.yaml)"
+        )
+
+    p_props = sub.add_parser("proposals", help="action proposals and their approval state")
+    props_sub = p_props.add_subparsers(dest="proposals_command", required=True)
+    p_list = props_sub.add_parser("list", help="proposals awaiting approval (--all: every one)")
+    p_list.add_argument("--all", action="store_true", help="every proposal, whatever its state")
+    p_show = props_sub.add_parser("show", help="one proposal, its verdict and its approvals")
+    p_show.add_argument("id", help="the 12-character id, a unique hash prefix or the full hash")
+    for p in (p_list, p_show):
+        approval_options(p)
+        p.set_defaults(func=cmd_proposals)
+
+    p_approve = sub.add_parser(
+        "approve", help="sign an approval (ADLOOP_APPROVER_ID and ADLOOP_APPROVER_KEY)"
+    )
+    p_approve.add_argument("id", help="the proposal id")
+    p_approve.add_argument("--comment", default="", help="why, for the record")
+    p_reject = sub.add_parser(
+        "reject", help="sign a rejection (ADLOOP_APPROVER_ID and ADLOOP_APPROVER_KEY)"
+    )
+    p_reject.add_argument("id", help="the proposal id")
+    p_reject.add_argument("--reason", required=True, help="why it must not run")
+    for p in (p_approve, p_reject):
+        approval_options(p)
+        p.set_defaults(func=cmd_approve)
+
+    p_kill = sub.add_parser("kill-switch", help="stop every ad-platform call, or allow them again")
+    kill_sub = p_kill.add_subparsers(dest="switch_command", required=True)
+    p_on = kill_sub.add_parser("on", help="engage the kill switch")
+    p_on.add_argument("--reason", required=True, help="why everything must stop")
+    p_off = kill_sub.add_parser("off", help="release the kill switch")
+    p_status = kill_sub.add_parser("status", help="print the switch's state")
+    for p in (p_on, p_off, p_status):
+        p.add_argument(
+            "--warehouse", default=None, help="the DuckDB file (default: $ADLOOP_WAREHOUSE_PATH)"
+        )
+        p.add_argument(
+            "--by", default=None, help="who flips it (default: $ADLOOP_APPROVER_ID or the user)"
+        )
+        p.set_defaults(func=cmd_kill_switch)
+
+    raw = sys.argv[1:] if argv is None else list(argv)
+    if raw[:1] == ["sandbox"]:  # everything after `sandbox` belongs to the sandbox's own CLI
+        return cmd_sandbox(argparse.Namespace(sandbox_args=raw[1:]))
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -62,3 +62,56 @@ creative_loop_job = dg.define_asset_job(
 ingest_events_schedule = dg.build_schedule_from_partitioned_job(
     ingest_events_job, hour_of_day=2, minute_of_hour=0
 )
+
+# --- decisions and actuation --------------------------------------------------------------------
+
+ACTION_PROPOSALS = dg.AssetKey(["decisions", "action_proposals"])
+ACTUATION_RESULTS = dg.AssetKey(["decisions", "actuation_results"])
+DECISION_BACKTEST = dg.AssetKey(["decisions", "decision_backtest"])
+
+# Refresh the measurement the plan rests on (experiments calibrate the MMM), plan, propose, gate
+# and apply what is autonomous. Fresh data arrives through the landing sensor and the nightly
+# events schedule before it.
+weekly_budget_job = dg.define_asset_job(
+    name="weekly_budget_reallocation",
+    selection=dg.AssetSelection.assets(
+        dg.AssetKey(["measurement", "incrementality"]),
+        dg.AssetKey(["measurement", "mmm_pymc_marketing"]),
+        dg.AssetKey(["decisions", "budget_plan"]),
+        ACTION_PROPOSALS,
+        ACTUATION_RESULTS,
+    ),
+    executor_def=dg.in_process_executor,
+    tags=WAREHOUSE_TAG,
+    description="Weekly budget reallocation: re-estimate the experiments, refit the calibrated MMM, "
+    "plan next week's budgets, turn the plan into proposals judged by policies/actuation.yaml, and "
+    "apply, through every gate, what is autonomous or approved. The rest waits for approval "
+    "(adloop proposals list).",
+)
+
+actuate_job = dg.define_asset_job(
+    name="actuate",
+    selection=dg.AssetSelection.assets(ACTUATION_RESULTS),
+    executor_def=dg.in_process_executor,
+    tags=WAREHOUSE_TAG,
+    description="Apply the latest proposals that passed every gate (requested by the approvals "
+    "sensor when someone approves, and by the spend-anomaly sensor for stop-losses).",
+)
+
+decision_backtest_job = dg.define_asset_job(
+    name="decision_backtest",
+    selection=dg.AssetSelection.assets(DECISION_BACKTEST),
+    executor_def=dg.in_process_executor,
+    tags=WAREHOUSE_TAG,
+    description="On a simulated market: what each week's applied budgets were worth under the "
+    "true response, against the budgets they replaced and the true optimum (regret).",
+)
+
+# Stopped by default: turning it on is the decision to let adloop act every week.
+weekly_budget_schedule = dg.ScheduleDefinition(
+    job=weekly_budget_job,
+    cron_schedule="0 6 * * 1",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Mondays 06:00 UTC, after the nightly events ingest: the weekly budget reallocation.",
+)

@@ -13,6 +13,7 @@ from dagster_dbt import DbtCliResource
 from assets.dbt import dbt_project
 from assets.resources import (
     ARTIFACTS_PATH_ENV,
+    AdPlatforms,
     ArtifactStore,
     EmbeddingModel,
     LandingZone,
@@ -67,6 +68,19 @@ def build_creative_resources() -> dict[str, object]:
     }
 
 
+def build_ad_platforms() -> AdPlatforms:
+    """The local sandbox unless base URLs name the real APIs; tokens only from the environment.
+    The sandbox's URL and folder are read when a step runs (see AdPlatforms), not here."""
+    return AdPlatforms(
+        google_ads_base_url=_optional("ADLOOP_GOOGLE_ADS_BASE_URL"),
+        google_ads_access_token=_optional("ADLOOP_GOOGLE_ADS_ACCESS_TOKEN"),
+        google_ads_developer_token=_optional("ADLOOP_GOOGLE_ADS_DEVELOPER_TOKEN"),
+        google_ads_login_customer_id=_optional("ADLOOP_GOOGLE_ADS_LOGIN_CUSTOMER_ID"),
+        meta_base_url=_optional("ADLOOP_META_BASE_URL"),
+        meta_access_token=_optional("ADLOOP_META_ACCESS_TOKEN"),
+    )
+
+
 def build_resources() -> dict[str, object]:
     return {
         "warehouse": Warehouse(path=dg.EnvVar(WAREHOUSE_PATH_ENV)),
@@ -74,5 +88,6 @@ def build_resources() -> dict[str, object]:
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
         "artifacts": ArtifactStore(path=dg.EnvVar(ARTIFACTS_PATH_ENV)),
         "pipes_subprocess_client": dg.PipesSubprocessClient(),
+        "ad_platforms": build_ad_platforms(),
         **build_creative_resources(),
     }

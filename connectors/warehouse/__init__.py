@@ -6,6 +6,7 @@ from connectors.warehouse.duckdb import (
     connect,
     ensure_schemas,
     replace_table,
+    tables_exist,
     warehouse_path,
 )
 
@@ -15,5 +16,6 @@ __all__ = [
     "connect",
     "ensure_schemas",
     "replace_table",
+    "tables_exist",
     "warehouse_path",
 ]

@@ -58,6 +58,18 @@ def connect(
         conn.close()
 
 
+def tables_exist(conn: duckdb.DuckDBPyConnection, *tables: str) -> bool:
+    """Whether every schema-qualified table exists (checked first: DuckDB would otherwise try
+    a missing table's name as a Python variable in the caller)."""
+    found = {
+        f"{s}.{t}"
+        for s, t in conn.execute(
+            "select table_schema, table_name from information_schema.tables"
+        ).fetchall()
+    }
+    return all(t in found for t in tables)
+
+
 def ensure_schemas(conn: duckdb.DuckDBPyConnection) -> None:
     for schema in SCHEMAS:
         conn.execute(f"create schema if not exists {schema}")

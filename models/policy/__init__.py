@@ -41,7 +41,13 @@ from models.policy.engine import (
     evaluate,
     evaluate_stop_loss,
 )
-from models.policy.proposal import PROPOSAL_SCHEMA, UNIT_USD_PER_DAY, ActionProposal, change_ratio
+from models.policy.proposal import (
+    PROPOSAL_SCHEMA,
+    UNIT_USD_PER_DAY,
+    ActionProposal,
+    change_ratio,
+    step_toward,
+)
 
 __all__ = [
     "APPROVAL_SCHEMA",
@@ -81,5 +87,6 @@ __all__ = [
     "proposal_row",
     "sign_approval",
     "signer_from_env",
+    "step_toward",
     "verify_proposal_row",
 ]

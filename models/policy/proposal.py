@@ -78,6 +78,31 @@ def change_ratio(current: Value, proposed: Value) -> float | None:
     return abs(proposed - current) / abs(current)
 
 
+def step_toward(current: Value, target: Value, max_step: float | None) -> tuple[Value, float]:
+    """Move from `current` toward `target` by at most `max_step` (as `change_ratio` measures
+    it), so that a plan a platform should reach over weeks becomes this week's allowed step.
+    Returns the value and the fraction of the way it goes.
+
+    Numbers are money: rounded to cents toward `current`, so rounding never breaks the limit.
+    Splits move along the straight line between the two, which keeps the shares summing to 1
+    and makes a split's policy value (hence its expected effect) exactly that fraction of the
+    way from current to target."""
+    moved = change_ratio(current, target)
+    if moved is None or max_step is None or moved <= max_step or moved == 0:
+        return target, 1.0
+    if isinstance(current, Mapping):
+        frac = max_step / moved
+        arms = sorted(set(current) | set(target))
+        return {a: (1 - frac) * current.get(a, 0.0) + frac * target.get(a, 0.0) for a in arms}, frac
+    cur = round(float(current), 2)
+    if target > cur:
+        value = math.floor(cur * (1 + max_step) * 100 + 1e-9) / 100
+    else:
+        value = math.ceil(cur * (1 - max_step) * 100 - 1e-9) / 100
+    span = target - cur
+    return value, (value - cur) / span if span else 1.0
+
+
 @dataclass(frozen=True)
 class ActionProposal:
     """One proposed change. Every field is decision-relevant and enters `proposal_hash`."""

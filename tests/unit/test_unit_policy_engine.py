@@ -502,3 +502,18 @@ def test_canary_rule_marks_large_budget_changes_and_rejects_unknown_types():
     document["canary"] = {"geos": []}
     with pytest.raises(ValueError, match=r"canary\.geos"):
         policy_from_dict(document)
+
+
+def test_step_toward_never_breaks_the_step_limit_after_rounding():
+    from models.policy import change_ratio, step_toward
+
+    for current in (100.0, 123.45, 57.13, 999.99, 0.37):
+        for target in (current * 3, current / 3, current * 1.05):
+            value, frac = step_toward(current, round(target, 2), 0.2)
+            assert change_ratio(round(current, 2), value) <= 0.2 + 1e-12
+            assert value == round(value, 2) and 0 < frac <= 1
+            assert (value - current) * (target - current) >= 0  # same direction
+    assert step_toward(100.0, 105.0, 0.2) == (105.0, 1.0)
+    split, frac = step_toward({"a": 1.0, "b": 0.0}, {"a": 0.0, "b": 1.0}, 0.5)
+    assert frac == 0.5 and split == {"a": 0.5, "b": 0.5}
+    assert change_ratio({"a": 1.0, "b": 0.0}, split) == pytest.approx(0.5)
