@@ -261,7 +261,7 @@ def actuation_results(
     # again here on the verified proposal: an edited verdict cannot unlock an action.
     history = applied_history(warehouse)
     states, verdicts = {}, {}
-    for row in batch.itertuples():
+    for row in pd.concat([batch, unsupported]).itertuples():
         proposal = verify_proposal_row(row._asdict())
         fresh = evaluate(proposal, policy, today=proposal.created_for or created_for,
                          history=history.get(f"{row.platform}:{row.account_id}:{row.target_id}", ()))  # fmt: skip
@@ -386,6 +386,7 @@ def actuation_results(
             **{f"outcome_{k}": int(v) for k, v in sorted(counts.items())},
             "http_calls": actuator.calls,
             "kill_switch": summary.stopped_by_kill_switch or "off",
+            "approvals_pending": sum(1 for st in states.values() if st == "pending"),
             "upstream_checks_failed": dg.MetadataValue.json(upstream),
             "audit_head": head[0]["entry_hash"] if head else "",
             "audit_entries": head[0]["seq"] if head else 0,

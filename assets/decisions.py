@@ -229,7 +229,8 @@ def _creative_proposals(
         "select * from decisions.creative_traffic_split where proposed order by campaign_id, context, creative_id",
         needs=("decisions.creative_traffic_split",),
     )
-    for (campaign_id, ctx), rows in split.groupby(["campaign_id", "context"], sort=True):
+    groups = split.groupby(["campaign_id", "context"], sort=True) if len(split) else []
+    for (campaign_id, ctx), rows in groups:
         platform = platform_of.get(campaign_id, "offline")
         channel = (
             str(campaigns.set_index("campaign_id").loc[campaign_id, "channel"])
