@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import date
 
 import duckdb
@@ -190,21 +188,9 @@ def test_kill_switch_flips_and_audits(env, capsys):
     assert "still ON" in text and switch.engaged
 
 
-def test_kill_switch_never_waits_on_a_locked_warehouse(env, capsys):
+def test_kill_switch_never_waits_on_a_locked_warehouse(env, capsys, hold_duckdb_lock):
     store, _, _ = env
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb, time\n"
-         f"c = duckdb.connect({str(store.path)!r})\n"
-         "print('ready', flush=True)\n"
-         "time.sleep(20)\n"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "ready"
+    with hold_duckdb_lock(store.path):
         code, text = run(capsys, "kill-switch", "on", "--reason", "runaway job", "--by", "ops")
         assert code == 0 and "not audited" in text and "locked" in text
         assert KillSwitch().engaged
-    finally:
-        holder.kill()
-        holder.wait()

@@ -1,19 +1,29 @@
-"""The HTTP exchange both ad-platform clients share: one request, its `CallRecord` with every
-credential scrubbed, and transport failures sorted into "nothing happened" and "unknown"."""
+"""What both ad-platform clients share: one HTTP exchange, its `CallRecord` with every
+credential scrubbed, transport failures sorted into "nothing happened" and "unknown", error
+answers sorted onto `base`'s classes, and the client's construction, `from_env` and `with`."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
 import httpx
 
-from connectors.ad_platforms.base import CallRecord, OutcomeUnknown, TransientError
+from connectors.ad_platforms.base import (
+    AdPlatformError,
+    CallRecord,
+    OutcomeUnknown,
+    PermanentError,
+    Throttled,
+    TransientError,
+)
 
 REDACTED = "[redacted]"
 # Response headers worth keeping in the audit record: ids to quote to support, usage, replays.
@@ -28,6 +38,8 @@ KEPT_RESPONSE_HEADERS = (
     "idempotent-replayed",
 )
 MAX_TEXT_CHARS = 2000
+# The real APIs ignore this header; the sandbox honours it.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,12 @@ class Exchange:
     body: dict[str, Any]
     headers: httpx.Headers
     record: CallRecord
+
+    @property
+    def error(self) -> dict[str, Any]:
+        """The answer's `error` object; {} when it has none."""
+        error = self.body.get("error")
+        return error if isinstance(error, dict) else {}
 
 
 class HttpSession:
@@ -77,10 +95,15 @@ class HttpSession:
         json_body: Any = None,
         form: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> Exchange:
         """One request. Transport failures raise: a refused connection (or one never made)
         is a `TransientError`; a timeout or a dropped connection is an `OutcomeUnknown` for a
-        write, a `TransientError` for a read. Any HTTP answer is returned, whatever its status."""
+        write, a `TransientError` for a read. Any HTTP answer is returned, whatever its status.
+        An idempotency key is sent, and recorded, as the Idempotency-Key header."""
+        if idempotency_key:
+            headers = {**headers, IDEMPOTENCY_HEADER: idempotency_key}
+            recorded_headers = {**recorded_headers, IDEMPOTENCY_HEADER: idempotency_key}
         url = str(httpx.URL(self.base_url + path, params=params or None))
         request: dict[str, Any] = {}
         if recorded_headers:
@@ -146,6 +169,101 @@ class HttpSession:
                 follow_redirects=False,
             )
         return self._client
+
+
+class HttpClient:
+    """The base of both ad-platform clients: the settings every client has, checked, its
+    `HttpSession`, closing it, and `with`."""
+
+    # An API version the client accepts (a full match), and the one it uses by default.
+    api_version_pattern: ClassVar[str]
+    default_api_version: ClassVar[str]
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        tokens: Mapping[str, str],
+        api_version: str,
+        timeout_s: float,
+        platform: str,
+    ) -> None:
+        """`tokens`: the credentials, by how a message names them ("an access token"); every
+        one is required, and scrubbed from call records and errors."""
+        if not all(tokens.values()):
+            raise ValueError(f"{type(self).__name__} needs {' and '.join(tokens)}")
+        if not re.fullmatch(self.api_version_pattern, api_version):
+            raise ValueError(
+                f"api_version looks like {self.default_api_version}, not {api_version!r}"
+            )
+        self.base_url = base_url.rstrip("/")
+        self.api_version = api_version
+        self.timeout_s = timeout_s
+        self._http = HttpSession(
+            self.base_url, timeout_s=timeout_s, secrets=tokens.values(), platform=platform
+        )
+
+    @classmethod
+    def _from_env(
+        cls,
+        overrides: Mapping[str, Any],
+        *,
+        name: str,
+        required: Mapping[str, str],
+        optional: Mapping[str, tuple[str, Any]],
+        base_url: tuple[str, str],
+    ) -> Self:
+        """A client from the environment: `required` and `optional` map arguments to their
+        variables (`optional` with a default), `base_url` is (variable, default); keyword
+        arguments in `overrides` win."""
+        missing = [
+            env for arg, env in required.items() if arg not in overrides and not os.environ.get(env)
+        ]
+        if missing:
+            raise ValueError(f"set {' and '.join(missing)} to build a {name} client")
+        kwargs: dict[str, Any] = {arg: os.environ.get(env, "") for arg, env in required.items()}
+        for arg, (env, default) in optional.items():
+            kwargs[arg] = os.environ.get(env) or default
+        kwargs.update(overrides)
+        base_url_env, default_base_url = base_url
+        url = kwargs.pop("base_url", None) or os.environ.get(base_url_env) or default_base_url
+        return cls(url, **kwargs)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def error_for(
+    exchange: Exchange,
+    message: str,
+    *,
+    is_write: bool,
+    throttled: bool,
+    timed_out: bool,
+    transient: bool,
+    code: str,
+    retry_after_s: Callable[[], float | None],
+) -> AdPlatformError:
+    """`base`'s error for an HTTP error answer, from what the platform's error says: throttled
+    (`retry_after_s` is asked only then); a gateway timeout (HTTP 504 or `timed_out`), an
+    `OutcomeUnknown` for a write and a `TransientError` for a read; a `TransientError` for any
+    5xx or when `transient`; else a `PermanentError` with `code`."""
+    call = exchange.record
+    if throttled:
+        return Throttled(message, retry_after_s=retry_after_s(), call=call)
+    if exchange.status == 504 or timed_out:
+        if is_write:
+            return OutcomeUnknown(message + "; read back before retrying", call=call)
+        return TransientError(message, call=call)
+    if exchange.status >= 500 or transient:
+        return TransientError(message, call=call)
+    return PermanentError(message, code=code, call=call)
 
 
 def _body_of(response: httpx.Response) -> dict[str, Any]:

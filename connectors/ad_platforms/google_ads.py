@@ -4,11 +4,10 @@ search), set its amount (campaignBudgets:mutate) and pause or resume the campaig
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
-from connectors.ad_platforms._http import Exchange, HttpSession
+from connectors.ad_platforms._http import Exchange, HttpClient, error_for
 from connectors.ad_platforms.base import (
     ENABLED,
     GOOGLE_ADS,
@@ -17,10 +16,7 @@ from connectors.ad_platforms.base import (
     BudgetReading,
     BudgetTarget,
     CallRecord,
-    OutcomeUnknown,
     PermanentError,
-    Throttled,
-    TransientError,
 )
 
 GOOGLE_ADS_BASE_URL = "https://googleads.googleapis.com"
@@ -35,7 +31,7 @@ ENV_API_VERSION = "ADLOOP_GOOGLE_ADS_API_VERSION"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
-class GoogleAdsClient:
+class GoogleAdsClient(HttpClient):
     """`AdPlatform` for Google Ads. A target is a campaign budget: `account_id` the customer id
     (digits), `target_id` the budget id; amounts are micros of the account currency.
 
@@ -43,6 +39,8 @@ class GoogleAdsClient:
     GAQL query first), so it also works for shared budgets on the real API."""
 
     platform = GOOGLE_ADS
+    api_version_pattern = r"v\d+"
+    default_api_version = DEFAULT_API_VERSION
 
     def __init__(
         self,
@@ -54,60 +52,38 @@ class GoogleAdsClient:
         api_version: str = DEFAULT_API_VERSION,
         timeout_s: float = 10.0,
     ) -> None:
-        if not access_token or not developer_token:
-            raise ValueError("GoogleAdsClient needs an access token and a developer token")
-        if not re.fullmatch(r"v\d+", api_version):
-            raise ValueError(f"api_version looks like v18, not {api_version!r}")
-        self.base_url = base_url.rstrip("/")
-        self.api_version = api_version
-        self.timeout_s = timeout_s
+        super().__init__(
+            base_url,
+            tokens={"an access token": access_token, "a developer token": developer_token},
+            api_version=api_version,
+            timeout_s=timeout_s,
+            platform=GOOGLE_ADS,
+        )
         self.login_customer_id = _digits(login_customer_id) if login_customer_id else None
         self._access_token = access_token
         self._developer_token = developer_token
-        self._http = HttpSession(
-            self.base_url,
-            timeout_s=timeout_s,
-            secrets=(access_token, developer_token),
-            platform=GOOGLE_ADS,
-        )
 
     @classmethod
     def from_env(cls, **overrides: Any) -> GoogleAdsClient:
         """From ADLOOP_GOOGLE_ADS_ACCESS_TOKEN and ADLOOP_GOOGLE_ADS_DEVELOPER_TOKEN (required),
         ADLOOP_GOOGLE_ADS_BASE_URL (default: the real API), ADLOOP_GOOGLE_ADS_LOGIN_CUSTOMER_ID
         and ADLOOP_GOOGLE_ADS_API_VERSION (optional); keyword arguments win."""
-        needed = {"access_token": ENV_ACCESS_TOKEN, "developer_token": ENV_DEVELOPER_TOKEN}
-        missing = [
-            env for arg, env in needed.items() if arg not in overrides and not os.environ.get(env)
-        ]
-        if missing:
-            raise ValueError(f"set {' and '.join(missing)} to build a Google Ads client")
-        kwargs: dict[str, Any] = {
-            "access_token": os.environ.get(ENV_ACCESS_TOKEN, ""),
-            "developer_token": os.environ.get(ENV_DEVELOPER_TOKEN, ""),
-            "login_customer_id": os.environ.get(ENV_LOGIN_CUSTOMER_ID) or None,
-            "api_version": os.environ.get(ENV_API_VERSION) or DEFAULT_API_VERSION,
-        }
-        kwargs.update(overrides)
-        base_url = (
-            kwargs.pop("base_url", None) or os.environ.get(ENV_BASE_URL) or GOOGLE_ADS_BASE_URL
+        return cls._from_env(
+            overrides,
+            name="Google Ads",
+            required={"access_token": ENV_ACCESS_TOKEN, "developer_token": ENV_DEVELOPER_TOKEN},
+            optional={
+                "login_customer_id": (ENV_LOGIN_CUSTOMER_ID, None),
+                "api_version": (ENV_API_VERSION, DEFAULT_API_VERSION),
+            },
+            base_url=(ENV_BASE_URL, GOOGLE_ADS_BASE_URL),
         )
-        return cls(base_url, **kwargs)
 
     def __repr__(self) -> str:
         return (
             f"GoogleAdsClient(base_url={self.base_url!r}, api_version={self.api_version!r}, "
             f"login_customer_id={self.login_customer_id!r})"
         )
-
-    def __enter__(self) -> GoogleAdsClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._http.close()
 
     # --- AdPlatform ----------------------------------------------------------------------------
 
@@ -223,9 +199,6 @@ class GoogleAdsClient:
         recorded: dict[str, str] = {}
         if self.login_customer_id:
             headers["login-customer-id"] = recorded["login-customer-id"] = self.login_customer_id
-        if idempotency_key:
-            # The real API ignores this header; the sandbox honours it.
-            headers["Idempotency-Key"] = recorded["Idempotency-Key"] = idempotency_key
         exchange = self._http.send(
             "POST",
             f"/{self.api_version}{path}",
@@ -233,14 +206,14 @@ class GoogleAdsClient:
             recorded_headers=recorded,
             is_write=is_write,
             json_body=body,
+            idempotency_key=idempotency_key,
         )
         if exchange.status >= 300:
             raise self._error(exchange, is_write=is_write, path=path)
         return exchange
 
     def _error(self, exchange: Exchange, *, is_write: bool, path: str) -> AdPlatformError:
-        status, call = exchange.status, exchange.record
-        error = exchange.body.get("error") if isinstance(exchange.body.get("error"), dict) else {}
+        status, error = exchange.status, exchange.error
         rpc_status = str(error.get("status", ""))
         details = [d for d in error.get("details", []) or [] if isinstance(d, dict)]
         failures = [
@@ -260,21 +233,20 @@ class GoogleAdsClient:
             f"google_ads POST {path}: HTTP {status} {rpc_status or ''}"
             f"{' ' + codes[0] if codes else ''}: {first or error.get('message') or exchange.body}"
         )
-        if (
-            status == 429
-            or rpc_status == "RESOURCE_EXHAUSTED"
-            or any(c.startswith("quotaError.") for c in codes)
-        ):
-            return Throttled(message, retry_after_s=_retry_delay(details, failures), call=call)
-        if status == 504 or rpc_status == "DEADLINE_EXCEEDED":
-            if is_write:
-                return OutcomeUnknown(message + "; read back before retrying", call=call)
-            return TransientError(message, call=call)
-        if status >= 500 or rpc_status in ("UNAVAILABLE", "INTERNAL", "ABORTED"):
+        return error_for(
+            exchange,
+            message,
+            is_write=is_write,
+            throttled=(
+                status == 429
+                or rpc_status == "RESOURCE_EXHAUSTED"
+                or any(c.startswith("quotaError.") for c in codes)
+            ),
+            timed_out=rpc_status == "DEADLINE_EXCEEDED",
             # ABORTED is a concurrent modification: rejected, nothing applied.
-            return TransientError(message, call=call)
-        return PermanentError(
-            message, code=codes[0] if codes else rpc_status or f"HTTP_{status}", call=call
+            transient=rpc_status in ("UNAVAILABLE", "INTERNAL", "ABORTED"),
+            code=codes[0] if codes else rpc_status or f"HTTP_{status}",
+            retry_after_s=lambda: _retry_delay(details, failures),
         )
 
     def _ids(self, target: BudgetTarget) -> tuple[str, str]:

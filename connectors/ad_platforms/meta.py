@@ -4,11 +4,9 @@ budget, pause or resume it. The token goes in the Authorization header, never in
 from __future__ import annotations
 
 import json
-import os
-import re
 from typing import Any
 
-from connectors.ad_platforms._http import Exchange, HttpSession
+from connectors.ad_platforms._http import Exchange, HttpClient, error_for
 from connectors.ad_platforms.base import (
     ENABLED,
     META,
@@ -17,10 +15,7 @@ from connectors.ad_platforms.base import (
     BudgetReading,
     BudgetTarget,
     CallRecord,
-    OutcomeUnknown,
     PermanentError,
-    Throttled,
-    TransientError,
 )
 
 META_BASE_URL = "https://graph.facebook.com"
@@ -37,11 +32,13 @@ ENV_API_VERSION = "ADLOOP_META_API_VERSION"
 READ_FIELDS = "id,account_id,daily_budget,status"
 
 
-class MetaClient:
+class MetaClient(HttpClient):
     """`AdPlatform` for Meta. A target is an ad set: `account_id` the ad account id (digits,
     no `act_`), `target_id` the ad set id; amounts are minor units of the account currency."""
 
     platform = META
+    api_version_pattern = r"v\d+\.\d+"
+    default_api_version = DEFAULT_API_VERSION
 
     def __init__(
         self,
@@ -51,43 +48,29 @@ class MetaClient:
         api_version: str = DEFAULT_API_VERSION,
         timeout_s: float = 10.0,
     ) -> None:
-        if not access_token:
-            raise ValueError("MetaClient needs an access token")
-        if not re.fullmatch(r"v\d+\.\d+", api_version):
-            raise ValueError(f"api_version looks like v21.0, not {api_version!r}")
-        self.base_url = base_url.rstrip("/")
-        self.api_version = api_version
-        self.timeout_s = timeout_s
-        self._access_token = access_token
-        self._http = HttpSession(
-            self.base_url, timeout_s=timeout_s, secrets=(access_token,), platform=META
+        super().__init__(
+            base_url,
+            tokens={"an access token": access_token},
+            api_version=api_version,
+            timeout_s=timeout_s,
+            platform=META,
         )
+        self._access_token = access_token
 
     @classmethod
     def from_env(cls, **overrides: Any) -> MetaClient:
         """From ADLOOP_META_ACCESS_TOKEN (required), ADLOOP_META_BASE_URL (default: the real
         API) and ADLOOP_META_API_VERSION (optional); keyword arguments win."""
-        if not os.environ.get(ENV_ACCESS_TOKEN) and "access_token" not in overrides:
-            raise ValueError(f"set {ENV_ACCESS_TOKEN} to build a Meta client")
-        kwargs: dict[str, Any] = {
-            "access_token": os.environ.get(ENV_ACCESS_TOKEN, ""),
-            "api_version": os.environ.get(ENV_API_VERSION) or DEFAULT_API_VERSION,
-        }
-        kwargs.update(overrides)
-        base_url = kwargs.pop("base_url", None) or os.environ.get(ENV_BASE_URL) or META_BASE_URL
-        return cls(base_url, **kwargs)
+        return cls._from_env(
+            overrides,
+            name="Meta",
+            required={"access_token": ENV_ACCESS_TOKEN},
+            optional={"api_version": (ENV_API_VERSION, DEFAULT_API_VERSION)},
+            base_url=(ENV_BASE_URL, META_BASE_URL),
+        )
 
     def __repr__(self) -> str:
         return f"MetaClient(base_url={self.base_url!r}, api_version={self.api_version!r})"
-
-    def __enter__(self) -> MetaClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._http.close()
 
     # --- AdPlatform ----------------------------------------------------------------------------
 
@@ -166,19 +149,16 @@ class MetaClient:
         idempotency_key: str | None = None,
     ) -> Exchange:
         headers = {"Authorization": f"Bearer {self._access_token}"}
-        recorded: dict[str, str] = {}
-        if idempotency_key:
-            # The real API ignores this header; the sandbox honours it.
-            headers["Idempotency-Key"] = recorded["Idempotency-Key"] = idempotency_key
         path = f"/{self.api_version}/{node}"
         exchange = self._http.send(
             method,
             path,
             headers=headers,
-            recorded_headers=recorded,
+            recorded_headers={},
             is_write=is_write,
             params=params,
             form=form,
+            idempotency_key=idempotency_key,
         )
         if exchange.status >= 300:
             raise self._error(exchange, method=method, path=path, is_write=is_write)
@@ -187,8 +167,7 @@ class MetaClient:
     def _error(
         self, exchange: Exchange, *, method: str, path: str, is_write: bool
     ) -> AdPlatformError:
-        status, call = exchange.status, exchange.record
-        error = exchange.body.get("error") if isinstance(exchange.body.get("error"), dict) else {}
+        status, error = exchange.status, exchange.error
         try:
             code = int(error.get("code"))
         except (TypeError, ValueError):
@@ -199,15 +178,16 @@ class MetaClient:
             f"meta {method} {path}: HTTP {status}"
             f"{' code ' + label if label else ''}: {error.get('message') or exchange.body}"
         )
-        if code in THROTTLE_CODES:
-            return Throttled(message, retry_after_s=_retry_after(exchange), call=call)
-        if status == 504:
-            if is_write:
-                return OutcomeUnknown(message + "; read back before retrying", call=call)
-            return TransientError(message, call=call)
-        if status >= 500 or code in TRANSIENT_CODES or error.get("is_transient") is True:
-            return TransientError(message, call=call)
-        return PermanentError(message, code=label or f"HTTP_{status}", call=call)
+        return error_for(
+            exchange,
+            message,
+            is_write=is_write,
+            throttled=code in THROTTLE_CODES,
+            timed_out=False,
+            transient=code in TRANSIENT_CODES or error.get("is_transient") is True,
+            code=label or f"HTTP_{status}",
+            retry_after_s=lambda: _retry_after(exchange),
+        )
 
     def _adset(self, target: BudgetTarget) -> str:
         if target.platform != META:

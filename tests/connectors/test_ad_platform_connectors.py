@@ -32,7 +32,7 @@ from connectors.ad_platforms import (
 )
 from connectors.ad_platforms.google_ads import GOOGLE_ADS_BASE_URL, parse_duration
 from connectors.ad_platforms.meta import META_BASE_URL
-from connectors.ad_platforms.sandbox import SandboxServer, seed_entry
+from connectors.ad_platforms.sandbox import seed_entry
 
 API_TOKEN = "ya29.adloop-test-access-token-NOT-REAL-0123456789"
 DEV_TOKEN = "adloop-test-developer-token-NOT-REAL-42"
@@ -43,28 +43,12 @@ AD_ACCOUNT = "556677"
 _ids = itertools.count(5000)
 
 
+pytestmark = pytest.mark.usefixtures("clean_sandbox")
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with SandboxServer(
-        tmp_path_factory.mktemp("sandbox"),
-        api_token=API_TOKEN,
-        admin_token=ADMIN_TOKEN,
-        developer_token=DEV_TOKEN,
-    ) as running:
-        yield running
-
-
-@pytest.fixture
-def admin(server):
-    return server.admin
-
-
-@pytest.fixture(autouse=True)
-def _clean_faults(server):
-    yield
-    if not server.running:
-        server.restart()
-    server.admin.set_faults()
+def sandbox_tokens():
+    return {"api_token": API_TOKEN, "admin_token": ADMIN_TOKEN, "developer_token": DEV_TOKEN}
 
 
 def google_client(url: str, **kwargs) -> GoogleAdsClient:
@@ -92,19 +76,30 @@ def client(server, platform):
         yield built
 
 
+def seeded(
+    admin, platform: str, *, amount: int | None = None, status: str = ENABLED, **fields
+) -> BudgetTarget:
+    """A new target on `platform`, seeded in the sandbox at the platform's first amount unless
+    `amount` is given; `fields` replace its channel (search), geo (US), currency (USD) or name."""
+    built = BudgetTarget(
+        **{
+            "platform": platform,
+            "account_id": CUSTOMER if platform == "google_ads" else AD_ACCOUNT,
+            "target_id": str(next(_ids)),
+            "channel": "search",
+            "geo": "US",
+            "currency": "USD",
+            **fields,
+        }
+    )
+    admin.seed([seed_entry(built, AMOUNTS[platform][0] if amount is None else amount, status)])
+    return built
+
+
 @pytest.fixture
 def target(admin, platform) -> BudgetTarget:
-    built = BudgetTarget(
-        platform=platform,
-        account_id=CUSTOMER if platform == "google_ads" else AD_ACCOUNT,
-        target_id=str(next(_ids)),
-        channel="search" if platform == "google_ads" else "social",
-        geo="US-TX",
-        currency="USD",
-        name="test target",
-    )
-    admin.seed([seed_entry(built, AMOUNTS[platform][0])])
-    return built
+    channel = "search" if platform == "google_ads" else "social"
+    return seeded(admin, platform, channel=channel, geo="US-TX", name="test target")
 
 
 def key() -> str:
@@ -198,8 +193,7 @@ def test_pause_and_resume(client, target, admin):
 
 def test_google_budget_without_live_campaign_reads_paused(server, admin):
     # Guards the fallback query: no campaign row, but the budget exists.
-    built = BudgetTarget("google_ads", CUSTOMER, str(next(_ids)), "search", "US", "USD")
-    admin.seed([seed_entry(built, 1_000_000, "PAUSED")])
+    built = seeded(admin, "google_ads", amount=1_000_000, status=PAUSED)
     with google_client(server.url) as client:
         assert client.read_budget(built) == BudgetReading(1_000_000, PAUSED)
 
@@ -248,8 +242,7 @@ def test_bad_credentials_are_permanent_and_never_echoed(server, target, platform
 
 
 def test_google_throttle_honours_retry_delay(server, admin):
-    built = BudgetTarget("google_ads", CUSTOMER, str(next(_ids)), "search", "US", "USD")
-    admin.seed([seed_entry(built, 5_000_000)])
+    built = seeded(admin, "google_ads", amount=5_000_000)
     admin.set_faults(throttle=1.0, max_faults=2, throttle_retry_after_s=2.5)
     sleeps: list[float] = []
     retries: list[tuple[int, str]] = []
@@ -270,8 +263,7 @@ def test_google_throttle_honours_retry_delay(server, admin):
 
 @pytest.mark.parametrize("code", [17, 613, 80004])
 def test_meta_throttle_codes_become_throttled_with_the_header_hint(server, admin, code):
-    built = BudgetTarget("meta", AD_ACCOUNT, str(next(_ids)), "social", "US", "USD")
-    admin.seed([seed_entry(built, 2500)])
+    built = seeded(admin, "meta", amount=2500, channel="social")
     admin.set_faults(throttle=1.0, meta_throttle_code=code, max_faults=1, throttle_retry_after_s=30)
     with meta_client(server.url) as client:
         with pytest.raises(Throttled) as caught:
@@ -335,15 +327,7 @@ def test_timeouts_are_unknown_on_writes_and_transient_on_reads(server, target, a
 @pytest.mark.parametrize("mode", ["drop", "exit"])
 def test_crash_after_apply_is_an_unknown_outcome(server, platform, mode):
     admin = server.admin
-    built = BudgetTarget(
-        platform,
-        CUSTOMER if platform == "google_ads" else AD_ACCOUNT,
-        str(next(_ids)),
-        "search",
-        "US",
-        "USD",
-    )
-    admin.seed([seed_entry(built, AMOUNTS[platform][0])])
+    built = seeded(admin, platform)
     admin.set_faults(crash_after_apply=1.0, crash_mode=mode, max_faults=1)
     with CLIENTS[platform](server.url) as client:
         with pytest.raises(OutcomeUnknown):
@@ -485,8 +469,7 @@ def test_from_env(monkeypatch):
 
 
 def test_login_customer_id_is_sent_and_recorded(server, admin):
-    built = BudgetTarget("google_ads", CUSTOMER, str(next(_ids)), "search", "US", "USD")
-    admin.seed([seed_entry(built, 5_000_000)])
+    built = seeded(admin, "google_ads", amount=5_000_000)
     with google_client(server.url, login_customer_id="9998887777") as client:
         record = client.update_budget(built, 5_010_000, validate_only=True, idempotency_key="k")
     assert record.request["headers"]["login-customer-id"] == "9998887777"
@@ -550,15 +533,7 @@ def backend(request, server):
         client, target, admin = _real_backend(platform)
     else:
         admin = server.admin
-        target = BudgetTarget(
-            platform,
-            CUSTOMER if platform == "google_ads" else AD_ACCOUNT,
-            str(next(_ids)),
-            "search",
-            "US",
-            "USD",
-        )
-        admin.seed([seed_entry(target, AMOUNTS[platform][0])])
+        target = seeded(admin, platform)
         client = CLIENTS[platform](server.url)
     with client:
         yield client, target, admin

@@ -41,28 +41,12 @@ META_HEADERS = {"Authorization": f"Bearer {API_TOKEN}"}
 _ids = itertools.count(1000)
 
 
+pytestmark = pytest.mark.usefixtures("clean_sandbox")
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with SandboxServer(
-        tmp_path_factory.mktemp("sandbox"),
-        api_token=API_TOKEN,
-        admin_token=ADMIN_TOKEN,
-        developer_token=DEV_TOKEN,
-    ) as running:
-        yield running
-
-
-@pytest.fixture
-def admin(server):
-    return server.admin
-
-
-@pytest.fixture(autouse=True)
-def _clean_faults(server):
-    yield
-    if not server.running:
-        server.restart()
-    server.admin.set_faults()
+def sandbox_tokens():
+    return {"api_token": API_TOKEN, "admin_token": ADMIN_TOKEN, "developer_token": DEV_TOKEN}
 
 
 @pytest.fixture
@@ -75,44 +59,33 @@ def new_id() -> str:
     return str(next(_ids))
 
 
+# Each platform's account, channel, geo and currency in a seed entry, unless a test says otherwise.
+ENTRY_DEFAULTS = {
+    "google_ads": {"account_id": CUSTOMER, "channel": "search", "geo": "US-CA", "currency": "USD"},
+    "meta": {"account_id": AD_ACCOUNT, "channel": "social", "geo": "DE", "currency": "EUR"},
+}
+
+
+def entry_for(platform: str, /, **fields) -> dict:
+    """A seed entry for a new target on `platform`: a fresh id, the platform's defaults, and
+    `fields` over them."""
+    return {"platform": platform, **ENTRY_DEFAULTS[platform], "target_id": new_id(), **fields}
+
+
+def seed(admin: SandboxAdmin, platform: str, amount: int, **extra) -> str:
+    """Seed a new target named after its channel, geo and id; its id."""
+    entry = entry_for(platform, amount=amount)
+    entry["name"] = f"{entry['channel']} {entry['geo']} {entry['target_id']}"
+    admin.seed([{**entry, **extra}])
+    return entry["target_id"]
+
+
 def seed_google(admin: SandboxAdmin, amount: int = 5_000_000, **extra) -> str:
-    budget = new_id()
-    admin.seed(
-        [
-            {
-                "platform": "google_ads",
-                "account_id": CUSTOMER,
-                "target_id": budget,
-                "channel": "search",
-                "geo": "US-CA",
-                "currency": "USD",
-                "name": f"search US-CA {budget}",
-                "amount": amount,
-                **extra,
-            }
-        ]
-    )
-    return budget
+    return seed(admin, "google_ads", amount, **extra)
 
 
 def seed_meta(admin: SandboxAdmin, amount: int = 2500, **extra) -> str:
-    adset = new_id()
-    admin.seed(
-        [
-            {
-                "platform": "meta",
-                "account_id": AD_ACCOUNT,
-                "target_id": adset,
-                "channel": "social",
-                "geo": "DE",
-                "currency": "EUR",
-                "name": f"social DE {adset}",
-                "amount": amount,
-                **extra,
-            }
-        ]
-    )
-    return adset
+    return seed(admin, "meta", amount, **extra)
 
 
 def budget_of(admin: SandboxAdmin, target_id: str) -> dict:
@@ -175,17 +148,7 @@ def test_admin_api_needs_the_admin_token(server, http):
 
 def test_seed_is_an_idempotent_upsert_and_not_a_mutation(admin):
     before = len(admin.mutations())
-    entry = {
-        "platform": "meta",
-        "account_id": AD_ACCOUNT,
-        "target_id": new_id(),
-        "channel": "social",
-        "geo": "FR",
-        "currency": "EUR",
-        "name": "social FR",
-        "amount": 1500,
-        "status": "PAUSED",
-    }
+    entry = entry_for("meta", geo="FR", name="social FR", amount=1500, status="PAUSED")
     assert admin.seed([entry]) == 1
     assert admin.seed([entry]) == 1
     assert budget_of(admin, entry["target_id"]) == entry
@@ -208,16 +171,7 @@ def test_seed_is_an_idempotent_upsert_and_not_a_mutation(admin):
     ],
 )
 def test_seed_rejects_bad_targets(admin, change, message):
-    entry = {
-        "platform": "meta",
-        "account_id": AD_ACCOUNT,
-        "target_id": new_id(),
-        "channel": "social",
-        "geo": "FR",
-        "currency": "USD",
-        "amount": 1500,
-        **change,
-    }
+    entry = entry_for("meta", **{"geo": "FR", "currency": "USD", "amount": 1500, **change})
     with pytest.raises(SandboxError, match=message):
         admin.seed([entry])
 
@@ -462,15 +416,16 @@ def test_google_validate_only_changes_nothing(admin, http):
 def test_google_campaign_status(admin, http):
     budget = seed_google(admin)
     name = f"customers/{CUSTOMER}/campaigns/{budget}"
-    response = http.post(
-        f"/v18/customers/{CUSTOMER}/campaigns:mutate",
-        json={
-            "operations": [
-                {"update": {"resourceName": name, "status": "PAUSED"}, "updateMask": "status"}
-            ]
-        },
-        headers=GOOGLE_HEADERS,
-    )
+
+    def set_status(status: str):
+        operation = {"update": {"resourceName": name, "status": status}, "updateMask": "status"}
+        return http.post(
+            f"/v18/customers/{CUSTOMER}/campaigns:mutate",
+            json={"operations": [operation]},
+            headers=GOOGLE_HEADERS,
+        )
+
+    response = set_status("PAUSED")
     assert response.status_code == 200 and response.json()["results"] == [{"resourceName": name}]
     assert budget_of(admin, budget)["status"] == "PAUSED"
     [logged] = admin.mutations(target_id=budget)
@@ -479,16 +434,7 @@ def test_google_campaign_status(admin, http):
         "ENABLED",
         "PAUSED",
     )
-    bogus = http.post(
-        f"/v18/customers/{CUSTOMER}/campaigns:mutate",
-        json={
-            "operations": [
-                {"update": {"resourceName": name, "status": "SLEEPING"}, "updateMask": "status"}
-            ]
-        },
-        headers=GOOGLE_HEADERS,
-    )
-    assert bogus.status_code == 400
+    assert set_status("SLEEPING").status_code == 400
 
 
 @pytest.mark.parametrize(

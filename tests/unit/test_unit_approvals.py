@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 import time
 from datetime import UTC, date, datetime
 
@@ -384,25 +382,13 @@ def test_reads_of_an_empty_warehouse(store):
         store.proposal("abcdef")
 
 
-def test_a_locked_warehouse_is_retried_then_named(store):
+def test_a_locked_warehouse_is_retried_then_named(store, hold_duckdb_lock):
     store.upsert_proposals([row_for(budget_proposal())])
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb, sys, time\n"
-         f"c = duckdb.connect({str(store.path)!r})\n"
-         "print('ready', flush=True)\n"
-         "time.sleep(20)\n"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == "ready"
+    with hold_duckdb_lock(store.path):
         started = time.monotonic()
         with pytest.raises(WarehouseLockedError, match="locked by another process"):
             store.proposals()
         assert 0.4 < time.monotonic() - started < 5
-    finally:
-        holder.kill()
-        holder.wait()
     assert len(store.proposals()) == 1
 
 

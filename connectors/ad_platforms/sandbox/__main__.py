@@ -8,7 +8,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 from dataclasses import fields
@@ -26,6 +25,7 @@ from connectors.ad_platforms.sandbox.process import (
     SandboxError,
 )
 from connectors.ad_platforms.sandbox.server import SandboxApp, make_server
+from connectors.child_server import obey_parent, wait_for_parent
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -108,21 +108,11 @@ def _serve(args: argparse.Namespace) -> int:
         server.server_close()
         app.store.close()
         return 0
-    # A child of SandboxServer: the parent owns the lifecycle (Ctrl-C in a terminal reaches the
-    # whole process group; the parent stops us in order), and our stdin closing means it died.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: _exit_now(0))
+    # A child of SandboxServer: the parent owns the lifecycle, and our stdin closing means it
+    # died. Every write is its own committed transaction, so nothing is lost by not closing.
+    obey_parent()
     threading.Thread(target=server.serve_forever, name="sandbox-http", daemon=True).start()
-    sys.stdin.read()
-    _exit_now(0)
-    return 0
-
-
-def _exit_now(code: int) -> None:
-    # Every write is its own committed transaction, so nothing is lost by not closing.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    wait_for_parent()
 
 
 def _seed(args: argparse.Namespace) -> int:

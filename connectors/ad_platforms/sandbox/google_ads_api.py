@@ -3,6 +3,7 @@ googleAds:search, with Google's error shapes (google.rpc.Status carrying a Googl
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -27,6 +28,12 @@ _ROUTE = re.compile(
 )
 _BUDGET_NAME = re.compile(r"^customers/(?P<customer>\d+)/campaignBudgets/(?P<id>\d+)$")
 _CAMPAIGN_NAME = re.compile(r"^customers/(?P<customer>\d+)/campaigns/(?P<id>\d+)$")
+# Per mutate method's resource: how messages name it, its resource names, and the one field
+# an update may change.
+_MUTABLE = {
+    "campaignBudgets": ("campaign budget", _BUDGET_NAME, "amount_micros"),
+    "campaigns": ("campaign", _CAMPAIGN_NAME, "status"),
+}
 MUTATE_KEYS = frozenset({"operations", "partialFailure", "validateOnly", "responseContentType"})
 SEARCH_KEYS = frozenset(
     {"query", "pageToken", "pageSize", "validateOnly", "returnTotalResultsCount"}
@@ -35,6 +42,17 @@ SEARCH_KEYS = frozenset(
 # times a million).
 MAX_AMOUNT_MICROS = 10**13
 CAMPAIGN_STATUSES = ("ENABLED", "PAUSED", "REMOVED")
+# The google.rpc status and message of a GoogleAdsFailure, by HTTP status.
+_RPC_STATUS = {
+    400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
+    401: (
+        "UNAUTHENTICATED",
+        "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+        "login cookie or other valid authentication credential.",
+    ),
+    403: ("PERMISSION_DENIED", "The caller does not have permission"),
+    503: ("UNAVAILABLE", "The service is currently unavailable."),
+}
 
 
 @dataclass(frozen=True)
@@ -83,80 +101,40 @@ class GoogleAdsApi:
                 "Request is missing required authentication credential. Expected OAuth 2 access "
                 "token, login cookie or other valid authentication credential.",
             )
+        fail = functools.partial(_fail, route, request)
         if scheme.lower() != "bearer" or not _same(token.strip(), self._access_token):
-            return _failure(
-                route,
+            return fail(
                 401,
-                "UNAUTHENTICATED",
-                "Request had invalid authentication credentials. Expected OAuth 2 access token, "
-                "login cookie or other valid authentication credential.",
-                [
-                    _error(
-                        {"authenticationError": "OAUTH_TOKEN_INVALID"},
-                        "OAuth token in the header is not valid.",
-                    )
-                ],
-                request,
+                {"authenticationError": "OAUTH_TOKEN_INVALID"},
+                "OAuth token in the header is not valid.",
             )
         developer_token = request.header("developer-token")
         if not developer_token:
-            return _failure(
-                route,
+            return fail(
                 400,
-                "INVALID_ARGUMENT",
-                "Request contains an invalid argument.",
-                [
-                    _error(
-                        {"requestError": "DEVELOPER_TOKEN_PARAMETER_MISSING"},
-                        "The developer-token parameter is required for all requests.",
-                    )
-                ],
-                request,
+                {"requestError": "DEVELOPER_TOKEN_PARAMETER_MISSING"},
+                "The developer-token parameter is required for all requests.",
             )
         if not _same(developer_token, self._developer_token):
-            return _failure(
-                route,
+            return fail(
                 403,
-                "PERMISSION_DENIED",
-                "The caller does not have permission",
-                [
-                    _error(
-                        {"authenticationError": "DEVELOPER_TOKEN_INVALID"},
-                        "The developer token is not valid.",
-                    )
-                ],
-                request,
+                {"authenticationError": "DEVELOPER_TOKEN_INVALID"},
+                "The developer token is not valid.",
             )
         login = request.header("login-customer-id")
         if not route.customer.isdigit() or (login is not None and not login.isdigit()):
-            return _failure(
-                route,
+            return fail(
                 400,
-                "INVALID_ARGUMENT",
-                "Request contains an invalid argument.",
-                [
-                    _error(
-                        {"requestError": "INVALID_CUSTOMER_ID"},
-                        "Customer ID is invalid: use the 10 digits without dashes.",
-                    )
-                ],
-                request,
+                {"requestError": "INVALID_CUSTOMER_ID"},
+                "Customer ID is invalid: use the 10 digits without dashes.",
             )
         if not self.store.has_account(PLATFORM, route.customer):
-            return _failure(
-                route,
+            return fail(
                 403,
-                "PERMISSION_DENIED",
-                "The caller does not have permission",
-                [
-                    _error(
-                        {"authorizationError": "USER_PERMISSION_DENIED"},
-                        "User doesn't have permission to access customer. Note: If you're "
-                        "accessing a client customer, the manager's customer id must be set in "
-                        "the 'login-customer-id' header.",
-                    )
-                ],
-                request,
+                {"authorizationError": "USER_PERMISSION_DENIED"},
+                "User doesn't have permission to access customer. Note: If you're "
+                "accessing a client customer, the manager's customer id must be set in "
+                "the 'login-customer-id' header.",
             )
         return None
 
@@ -194,50 +172,34 @@ class GoogleAdsApi:
             ],
             request,
         )
-        return Reply(
+        return _status(
+            route,
             429,
-            {
-                "error": {
-                    "code": 429,
-                    "message": "Resource has been exhausted (e.g. check quota).",
-                    "status": "RESOURCE_EXHAUSTED",
-                    "details": [
-                        failure,
-                        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay},
-                    ],
-                }
-            },
+            "RESOURCE_EXHAUSTED",
+            "Resource has been exhausted (e.g. check quota).",
+            details=[
+                failure,
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay},
+            ],
         )
 
     def server_error(self, request: Request, route: Route) -> Reply:
-        return _failure(
+        return _fail(
             route,
-            503,
-            "UNAVAILABLE",
-            "The service is currently unavailable.",
-            [
-                _error(
-                    {"internalError": "TRANSIENT_ERROR"},
-                    "The request failed due to a transient error; retry it.",
-                )
-            ],
             request,
+            503,
+            {"internalError": "TRANSIENT_ERROR"},
+            "The request failed due to a transient error; retry it.",
         )
 
     def key_reused(self, request: Request, route: Route, key: str) -> Reply:
-        return _failure(
+        return _fail(
             route,
-            400,
-            "INVALID_ARGUMENT",
-            "Request contains an invalid argument.",
-            [
-                _error(
-                    {"sandboxError": "IDEMPOTENCY_KEY_REUSED"},
-                    f"(sandbox only) Idempotency-Key {key!r} was first used for a different "
-                    "request; use a new key for a new action.",
-                )
-            ],
             request,
+            400,
+            {"sandboxError": "IDEMPOTENCY_KEY_REUSED"},
+            f"(sandbox only) Idempotency-Key {key!r} was first used for a different "
+            "request; use a new key for a new action.",
         )
 
     def not_found(self, request: Request) -> Reply:
@@ -256,13 +218,13 @@ class GoogleAdsApi:
             query = gaql.parse(body.get("query", ""))
         except gaql.GaqlError as exc:
             raise ApiError(
-                _failure(
+                _fail(
                     route,
-                    400,
-                    "INVALID_ARGUMENT",
-                    "Request contains an invalid argument.",
-                    [_error({"queryError": exc.code}, str(exc), trigger=body.get("query"))],
                     request,
+                    400,
+                    {"queryError": exc.code},
+                    str(exc),
+                    trigger=body.get("query"),
                 )
             ) from None
         results = query.run(self._rows(route.customer))
@@ -299,19 +261,13 @@ class GoogleAdsApi:
         operations = body.get("operations")
         if not isinstance(operations, list) or not operations:
             raise ApiError(
-                _failure(
+                _fail(
                     route,
-                    400,
-                    "INVALID_ARGUMENT",
-                    "Request contains an invalid argument.",
-                    [
-                        _error(
-                            {"requestError": "OPERATION_REQUIRED"},
-                            "At least one operation is required.",
-                            location=[{"fieldName": "operations"}],
-                        )
-                    ],
                     request,
+                    400,
+                    {"requestError": "OPERATION_REQUIRED"},
+                    "At least one operation is required.",
+                    location=[{"fieldName": "operations"}],
                 )
             )
         partial = _bool_field(route, body, "partialFailure")
@@ -334,16 +290,7 @@ class GoogleAdsApi:
             changes.append(change)
             results.append({"resourceName": resource_name})
         if errors and not partial:
-            raise ApiError(
-                _failure(
-                    route,
-                    400,
-                    "INVALID_ARGUMENT",
-                    "Request contains an invalid argument.",
-                    errors,
-                    request,
-                )
-            )
+            raise ApiError(_failure(route, request, 400, errors))
         if body.get("responseContentType") == "MUTABLE_RESOURCE" and not validate_only:
             self._attach_resources(route, results, changes, budgets)
         reply_body: dict[str, Any] = {} if validate_only else {"results": results}
@@ -357,23 +304,10 @@ class GoogleAdsApi:
         return WritePlan(Reply(200, reply_body), [] if validate_only else changes, validate_only)
 
     def _budget_operation(self, route: Route, index: int, operation: Any) -> tuple[str, Change]:
-        update, mask = self._operation_parts(route, index, operation, "campaign budget")
+        update, resource_name, target = self._masked_update(
+            route, index, operation, "a budget's amount", "amount_micros"
+        )
         where = _at(index)
-        resource_name = update.get("resourceName")
-        target = self._target(route, index, resource_name, _BUDGET_NAME, "campaignBudgets")
-        if "amount_micros" not in mask:
-            raise _OperationError(
-                {"fieldMaskError": "FIELD_MASK_MISSING"},
-                "The update mask must name amount_micros: the sandbox changes only a budget's amount.",
-                location=[*where, {"fieldName": "update_mask"}],
-            )
-        extra = sorted(set(mask) - {"amount_micros"})
-        if extra:
-            raise _OperationError(
-                {"fieldMaskError": "FIELD_NOT_FOUND"},
-                f"The sandbox updates only amount_micros, not {', '.join(extra)}.",
-                location=[*where, {"fieldName": "update_mask"}],
-            )
         raw = update.get("amountMicros", update.get("amount_micros"))
         if raw is None:
             raise _OperationError(
@@ -404,25 +338,11 @@ class GoogleAdsApi:
         return resource_name, Change(target["target_id"], "amount", amount)
 
     def _campaign_operation(self, route: Route, index: int, operation: Any) -> tuple[str, Change]:
-        update, mask = self._operation_parts(route, index, operation, "campaign")
-        where = _at(index)
-        resource_name = update.get("resourceName")
-        target = self._target(route, index, resource_name, _CAMPAIGN_NAME, "campaigns")
-        if "status" not in mask:
-            raise _OperationError(
-                {"fieldMaskError": "FIELD_MASK_MISSING"},
-                "The update mask must name status: the sandbox changes only a campaign's status.",
-                location=[*where, {"fieldName": "update_mask"}],
-            )
-        extra = sorted(set(mask) - {"status"})
-        if extra:
-            raise _OperationError(
-                {"fieldMaskError": "FIELD_NOT_FOUND"},
-                f"The sandbox updates only a campaign's status, not {', '.join(extra)}.",
-                location=[*where, {"fieldName": "update_mask"}],
-            )
+        update, resource_name, target = self._masked_update(
+            route, index, operation, "a campaign's status", "a campaign's status"
+        )
         status = update.get("status")
-        location = [*where, {"fieldName": "update"}, {"fieldName": "status"}]
+        location = [*_at(index), {"fieldName": "update"}, {"fieldName": "status"}]
         if status not in CAMPAIGN_STATUSES:
             raise ApiError(
                 _bad_request(
@@ -441,6 +361,32 @@ class GoogleAdsApi:
                 trigger={"stringValue": status},
             )
         return resource_name, Change(target["target_id"], "status", status)
+
+    def _masked_update(
+        self, route: Route, index: int, operation: Any, changes_only: str, updates_only: str
+    ) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+        """One operation of the route's mutate method, whose update mask must name the one field
+        the sandbox changes and nothing else: the update, its resource name and the target."""
+        kind = route.method.removesuffix(":mutate")
+        what, pattern, field = _MUTABLE[kind]
+        update, mask = self._operation_parts(route, index, operation, what)
+        resource_name = update.get("resourceName")
+        target = self._target(route, index, resource_name, pattern, kind)
+        mask_location = [*_at(index), {"fieldName": "update_mask"}]
+        if field not in mask:
+            raise _OperationError(
+                {"fieldMaskError": "FIELD_MASK_MISSING"},
+                f"The update mask must name {field}: the sandbox changes only {changes_only}.",
+                location=mask_location,
+            )
+        extra = sorted(set(mask) - {field})
+        if extra:
+            raise _OperationError(
+                {"fieldMaskError": "FIELD_NOT_FOUND"},
+                f"The sandbox updates only {updates_only}, not {', '.join(extra)}.",
+                location=mask_location,
+            )
+        return update, resource_name, target
 
     def _operation_parts(
         self, route: Route, index: int, operation: Any, what: str
@@ -623,51 +569,50 @@ def _failure_detail(route: Route, errors: list[dict[str, Any]], request: Request
 
 
 def _failure(
+    route: Route, request: Request, http_status: int, errors: list[dict[str, Any]]
+) -> Reply:
+    """A google.rpc.Status carrying a GoogleAdsFailure, with the status and message the API
+    gives for `http_status`."""
+    status, message = _RPC_STATUS[http_status]
+    return _status(
+        route, http_status, status, message, details=[_failure_detail(route, errors, request)]
+    )
+
+
+def _fail(
+    route: Route,
+    request: Request,
+    http_status: int,
+    code: dict[str, str],
+    message: str,
+    **error: Any,
+) -> Reply:
+    """A failure with one error (`error`: its location and trigger)."""
+    return _failure(route, request, http_status, [_error(code, message, **error)])
+
+
+def _status(
     route: Route,
     http_status: int,
     status: str,
     message: str,
-    errors: list[dict[str, Any]],
-    request: Request,
+    *,
+    details: list[dict[str, Any]] | None = None,
 ) -> Reply:
-    return Reply(
-        http_status,
-        {
-            "error": {
-                "code": http_status,
-                "message": message,
-                "status": status,
-                "details": [_failure_detail(route, errors, request)],
-            }
-        },
-    )
-
-
-def _status(route: Route, http_status: int, status: str, message: str) -> Reply:
-    return Reply(
-        http_status, {"error": {"code": http_status, "message": message, "status": status}}
-    )
+    error: dict[str, Any] = {"code": http_status, "message": message, "status": status}
+    if details is not None:
+        error["details"] = details
+    return Reply(http_status, {"error": error})
 
 
 def _bad_request(route: Route, field: str, description: str) -> Reply:
     """A body that does not even parse into the request message fails as a whole, partial
     failure or not."""
-    return Reply(
-        400,
-        {
-            "error": {
-                "code": 400,
-                "message": description,
-                "status": "INVALID_ARGUMENT",
-                "details": [
-                    {
-                        "@type": "type.googleapis.com/google.rpc.BadRequest",
-                        "fieldViolations": [{"field": field, "description": description}],
-                    }
-                ],
-            }
-        },
-    )
+    violations = {
+        "@type": "type.googleapis.com/google.rpc.BadRequest",
+        "fieldViolations": [{"field": field, "description": description}],
+    }
+    return _status(route, 400, "INVALID_ARGUMENT", description, details=[violations])
 
 
 def _check_keys(route: Route, body: dict[str, Any], known: frozenset[str], message: str) -> None:

@@ -3,17 +3,9 @@
 
 from __future__ import annotations
 
-import atexit
-import collections
-import contextlib
 import json
 import logging
-import os
-import socket
 import subprocess
-import sys
-import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +17,8 @@ from typing import Any
 from connectors.ad_platforms.base import BudgetTarget
 from connectors.ad_platforms.sandbox.faults import FaultConfig
 from connectors.ad_platforms.sandbox.server import ADMIN_TOKEN_HEADER, EXIT_INJECTED_CRASH
+from connectors.child_server import DIRECT_OPENER, EXIT_BIND_FAILED, ChildServer
+from connectors.child_server import can_bind as _can_bind
 
 logger = logging.getLogger(__name__)
 
@@ -33,14 +27,6 @@ READY_PREFIX = "ADLOOP_SANDBOX_LISTENING "
 API_TOKEN_ENV = "ADLOOP_SANDBOX_API_TOKEN"
 ADMIN_TOKEN_ENV = "ADLOOP_SANDBOX_ADMIN_TOKEN"
 DEVELOPER_TOKEN_ENV = "ADLOOP_SANDBOX_DEVELOPER_TOKEN"
-EXIT_BIND_FAILED = 5
-STOP_GRACE_S = 5.0
-STDERR_TAIL_LINES = 40
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
-
-# No proxy: an HTTP_PROXY set for the outside world must not swallow calls to 127.0.0.1.
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
 
 # The sandbox's own tokens when neither a flag nor the environment gives one: it is a test
 # double on 127.0.0.1, not a secret store (the CLI says so out loud at start-up).
@@ -118,7 +104,7 @@ class SandboxAdmin:
         if data is not None:
             request.add_header("Content-Type", "application/json")
         try:
-            with _DIRECT.open(request, timeout=self.timeout_s) as response:
+            with DIRECT_OPENER.open(request, timeout=self.timeout_s) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode("utf-8", errors="replace")[:500]
@@ -144,7 +130,7 @@ def seed_entry(target: BudgetTarget, amount: int, status: str = "ENABLED") -> di
     }
 
 
-class SandboxServer:
+class SandboxServer(ChildServer):
     """The sandbox in a child process that dies with its parent (it exits when its stdin
     closes, so even a SIGKILLed parent leaves no server behind).
 
@@ -152,6 +138,12 @@ class SandboxServer:
     port so clients keep their base URL. Faults given here are the start-up configuration of
     every (re)start; faults set through the admin API last until the next restart. Tokens go
     to the child through its environment, never its command line."""
+
+    ready_prefix = READY_PREFIX
+    error_type = SandboxError
+    label = "sandbox"
+    _log = logger
+    poll_interval_s = 0.01
 
     def __init__(
         self,
@@ -169,82 +161,31 @@ class SandboxServer:
             raise ValueError("api_token, admin_token and developer_token must not be empty")
         if admin_token in (api_token, developer_token):
             raise ValueError("the admin token must differ from the API and developer tokens")
+        super().__init__(host=host, requested_port=port, startup_timeout_s=startup_timeout_s)
         self.state_dir = Path(state_dir)
-        self.host = host
-        self.requested_port = port
         self.faults = (
             faults if isinstance(faults, FaultConfig) else FaultConfig.from_dict(dict(faults or {}))
         )
-        self.startup_timeout_s = startup_timeout_s
         self._api_token = api_token
         self._admin_token = admin_token
         self._developer_token = developer_token
-        self._proc: subprocess.Popen[str] | None = None
-        self._url: str | None = None
         self._port: int | None = port or None
-        self._ready_lines: list[str] = []
-        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
-        self._readers: list[threading.Thread] = []
-        self._lock = threading.RLock()
-        self.startup_s: float | None = None
-        self.last_exit_code: int | None = None
 
     def __repr__(self) -> str:
-        state = f"serving at {self._url}" if self.running else "stopped"
-        return f"SandboxServer(state_dir={str(self.state_dir)!r}, {state})"
-
-    def __enter__(self) -> SandboxServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return f"SandboxServer(state_dir={str(self.state_dir)!r}, {self._state()})"
 
     @property
     def url(self) -> str:
         """http://host:port of the running server: the base URL for both clients."""
-        if self._url is None:
-            raise SandboxError("the sandbox is not running: call start() or use it in a `with`")
-        return self._url
+        return self._running_address("sandbox")
 
     @property
     def port(self) -> int | None:
         return self._port
 
     @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
     def admin(self) -> SandboxAdmin:
         return SandboxAdmin(self.url, self._admin_token)
-
-    def start(self) -> SandboxServer:
-        with self._lock:
-            if self.running:
-                return self
-            if self._proc is not None:  # it died (an injected crash): collect it first
-                self._stop_locked()
-            started = time.perf_counter()
-            self._spawn()
-            _LIVE.add(self)
-            try:
-                self._wait_until_healthy(started)
-            except BaseException:
-                self._stop_locked()
-                raise
-            self.startup_s = time.perf_counter() - started
-            logger.info("ad-platform sandbox ready at %s in %.2f s", self._url, self.startup_s)
-            return self
-
-    def stop(self) -> None:
-        """Terminate the child, wait, kill it if it lingers. Safe to call twice."""
-        with self._lock:
-            self._stop_locked()
 
     def restart(self) -> SandboxServer:
         """Stop (or collect a crashed child) and start again on the same port."""
@@ -268,108 +209,54 @@ class SandboxServer:
         code = self._proc.poll() if self._proc is not None else self.last_exit_code
         return code == EXIT_INJECTED_CRASH
 
-    def _stop_locked(self) -> None:
-        proc, self._proc, self._url = self._proc, None, None
-        _LIVE.discard(self)
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                logger.warning("sandbox pid %s ignored SIGTERM; killing it", proc.pid)
-                proc.kill()
-                proc.wait()
-        self.last_exit_code = proc.returncode
-        for reader in self._readers:
-            reader.join(timeout=1.0)
-        self._readers = []
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
+    def _prepare_start(self) -> None:
+        if self._proc is not None:  # it died (an injected crash): collect it first
+            self._stop_locked()
+
+    def _log_ready(self) -> None:
+        logger.info("ad-platform sandbox ready at %s in %.2f s", self._address, self.startup_s)
 
     def _spawn(self) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "connectors.ad_platforms.sandbox",
-            "serve",
-            "--state-dir",
-            str(self.state_dir),
-            "--host",
-            self.host,
-            "--port",
-            str(self._port or 0),
-            "--exit-on-stdin-eof",
-            *fault_arguments(self.faults),
-        ]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
+        self._spawn_child(
+            [
+                "connectors.ad_platforms.sandbox",
+                "serve",
+                "--state-dir",
+                str(self.state_dir),
+                "--host",
+                self.host,
+                "--port",
+                str(self._port or 0),
+                "--exit-on-stdin-eof",
+                *fault_arguments(self.faults),
+            ],
+            {
+                API_TOKEN_ENV: self._api_token,
+                ADMIN_TOKEN_ENV: self._admin_token,
+                DEVELOPER_TOKEN_ENV: self._developer_token,
+            },
         )
-        env[API_TOKEN_ENV] = self._api_token
-        env[ADMIN_TOKEN_ENV] = self._admin_token
-        env[DEVELOPER_TOKEN_ENV] = self._developer_token
-        self._ready_lines = []
-        self._stderr_tail.clear()
-        self._proc = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            env=env,
+
+    def _on_address(self, address: str) -> None:
+        self._address = address
+        self._port = urllib.parse.urlsplit(address).port
+
+    def _healthy(self, address: str) -> bool:
+        try:
+            SandboxAdmin(address, self._admin_token, timeout_s=1.0).health()
+        except SandboxError:
+            return False
+        return True
+
+    def _exit_reason(self, code: int) -> str:
+        if code == EXIT_BIND_FAILED:
+            return f"could not listen on {self.host}:{self._port}: the port is in use"
+        return super()._exit_reason(code)
+
+    def _timeout_message(self) -> str:
+        return (
+            f"the sandbox was not healthy after {self.startup_timeout_s:.0f} s.{self._tail_text()}"
         )
-        self._readers = [
-            threading.Thread(
-                target=_drain, args=(self._proc.stdout, self._ready_lines), daemon=True
-            ),
-            threading.Thread(
-                target=_drain, args=(self._proc.stderr, self._stderr_tail), daemon=True
-            ),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    def _wait_until_healthy(self, started: float) -> None:
-        assert self._proc is not None
-        deadline = started + self.startup_timeout_s
-        while True:
-            code = self._proc.poll()
-            if code is not None:
-                for reader in self._readers:
-                    reader.join(timeout=1.0)
-                what = (
-                    f"could not listen on {self.host}:{self._port}: the port is in use"
-                    if code == EXIT_BIND_FAILED
-                    else f"exit code {code}"
-                )
-                raise SandboxError(
-                    f"the sandbox process exited during start-up ({what}).{self._tail_text()}"
-                )
-            if self._url is None:
-                for line in list(self._ready_lines):
-                    if line.startswith(READY_PREFIX):
-                        self._url = line.removeprefix(READY_PREFIX).strip()
-                        self._port = urllib.parse.urlsplit(self._url).port
-            if self._url is not None:
-                with contextlib.suppress(SandboxError):
-                    SandboxAdmin(self._url, self._admin_token, timeout_s=1.0).health()
-                    return
-            if time.perf_counter() > deadline:
-                raise SandboxError(
-                    f"the sandbox was not healthy after {self.startup_timeout_s:.0f} s."
-                    f"{self._tail_text()}"
-                )
-            time.sleep(0.01)
-
-    def _tail_text(self) -> str:
-        lines = [line.rstrip() for line in list(self._stderr_tail) if line.strip()]
-        return "\nLast lines of its stderr:\n" + "\n".join(lines[-15:]) if lines else ""
 
 
 def fault_arguments(config: FaultConfig) -> list[str]:
@@ -389,28 +276,4 @@ def fault_arguments(config: FaultConfig) -> list[str]:
 
 
 def can_bind(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _drain(stream: Any, sink: Any) -> None:
-    try:
-        for line in stream:
-            sink.append(line)
-    except (OSError, ValueError):
-        pass  # closed by stop()
-
-
-_LIVE: set[SandboxServer] = set()
-
-
-@atexit.register
-def _stop_all() -> None:
-    for server in list(_LIVE):
-        server.stop()
+    return _can_bind(host, port, reuse_address=True)

@@ -76,6 +76,16 @@ def min_budget_step_micros(currency: str) -> int:
     return 1_000_000 if currency.upper() in ZERO_DECIMAL_CURRENCIES else 10_000
 
 
+def _narrowed(query: str, args: list[Any], **equal: Any) -> tuple[str, list[Any]]:
+    """`query` (ending in a where clause) and its `args`, with `and column = ?` for each
+    column in `equal` whose value is given (not None or empty)."""
+    for column, value in equal.items():
+        if value:
+            query += f" and {column} = ?"
+            args.append(value)
+    return query, args
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -210,14 +220,9 @@ class Store:
     def targets(
         self, platform: str | None = None, account_id: str | None = None
     ) -> list[dict[str, Any]]:
-        query = "select * from targets where 1 = 1"
-        args: list[str] = []
-        if platform:
-            query += " and platform = ?"
-            args.append(platform)
-        if account_id:
-            query += " and account_id = ?"
-            args.append(account_id)
+        query, args = _narrowed(
+            "select * from targets where 1 = 1", [], platform=platform, account_id=account_id
+        )
         with self.lock:
             rows = self._db.execute(query + " order by platform, account_id, target_id", args)
             return [{name: row[name] for name in TARGET_FIELDS} for row in rows]
@@ -307,14 +312,12 @@ class Store:
         target_id: str | None = None,
         since_id: int = 0,
     ) -> list[dict[str, Any]]:
-        query = "select * from mutations where id > ?"
-        args: list[Any] = [since_id]
-        if platform:
-            query += " and platform = ?"
-            args.append(platform)
-        if target_id:
-            query += " and target_id = ?"
-            args.append(target_id)
+        query, args = _narrowed(
+            "select * from mutations where id > ?",
+            [since_id],
+            platform=platform,
+            target_id=target_id,
+        )
         with self.lock:
             return [dict(row) for row in self._db.execute(query + " order by id", args)]
 
