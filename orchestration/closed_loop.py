@@ -108,7 +108,7 @@ def run_closed_loop(
 ) -> list[LoopWeek]:
     """Run the loop until the simulation holds `weeks` closed-loop weeks (a rerun resumes)."""
     from orchestration.jobs import actuate_job, decision_backtest_job, weekly_budget_job
-    from orchestration.pipeline import _run_job, run_foundation
+    from orchestration.pipeline import run_foundation, run_job
 
     warehouse = os.environ["ADLOOP_WAREHOUSE_PATH"]
     sandbox_dir = Path(os.environ.get("ADLOOP_SANDBOX_DIR") or Path(warehouse).parent / "sandbox")
@@ -137,7 +137,7 @@ def run_closed_loop(
                     if job is None:
                         week.approved = approve_pending(warehouse, say)
                         continue
-                    result = _run_job(job.name, instance, log_level, None)
+                    result = run_job(job.name, instance, log_level, None)
                     week.runs[job.name] = result.success
                     if not result.success:
                         say(f"{job.name} FAILED: see the run in the UI (make ui)")

@@ -69,7 +69,7 @@ def run_measure_and_plan(
 ) -> dg.ExecuteInProcessResult:
     """Experiments, MMMs, attribution, triangulation and the budget plan, on the marts as they
     are. `op_config` maps asset names to their config (e.g. sampler settings for tests)."""
-    return _run_job(measure_and_plan_job.name, instance, log_level, op_config)
+    return run_job(measure_and_plan_job.name, instance, log_level, op_config)
 
 
 def run_creative_loop(
@@ -79,12 +79,14 @@ def run_creative_loop(
 ) -> dg.ExecuteInProcessResult:
     """Embeddings, retrieval, fatigue, moderated LLM variants and OPE-gated traffic splits, on
     the marts as they are."""
-    return _run_job(creative_loop_job.name, instance, log_level, op_config)
+    return run_job(creative_loop_job.name, instance, log_level, op_config)
 
 
-def _run_job(
+def run_job(
     name: str, instance: dg.DagsterInstance | None, log_level: str, op_config: dict | None
 ) -> dg.ExecuteInProcessResult:
+    """Run one job of the code location in this process; `op_config` maps op names (asset
+    keys joined with `__`) to their config."""
     from orchestration.definitions import defs
 
     run_config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}}

@@ -29,7 +29,7 @@ from models.simulation.config import SimulationConfig
 from models.simulation.generator import simulate
 from orchestration.cli import main as adloop
 from orchestration.definitions import defs
-from orchestration.pipeline import _run_job, run_foundation
+from orchestration.pipeline import run_foundation, run_job
 from tests.e2e.conftest import environment
 
 pytestmark = pytest.mark.slow
@@ -54,7 +54,7 @@ class Loop:
             return conn.execute(query, list(params)).df()
 
     def run(self, job: str, **kw) -> dg.ExecuteInProcessResult:
-        return _run_job(job, self.instance, "WARNING", kw or None)
+        return run_job(job, self.instance, "WARNING", kw or None)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def loop(tmp_path_factory):
         instance = dg.DagsterInstance.ephemeral()
         days = event_days(sim.landing_dir)
         assert run_foundation(days[0], days[-1], instance=instance, log_level="WARNING").success
-        weekly = _run_job("weekly_budget_reallocation", instance, "WARNING", None)
+        weekly = run_job("weekly_budget_reallocation", instance, "WARNING", None)
         yield Loop(root, root / "sim", root / "warehouse.duckdb", instance, sandbox, weekly)
 
 
