@@ -128,7 +128,7 @@ def _canary_widen(
         if spent.empty:
             continue
         pace = spent["spend_usd"].mean() / r.proposed_value - 1
-        widen[r.channel] = abs(pace) <= policy.canary.max_spend_pace
+        widen[r.channel] = bool(abs(pace) <= policy.canary.max_spend_pace)
     return widen
 
 

@@ -85,7 +85,7 @@ class DailyCapGate:
 
     caps_usd: Mapping[str, float]  # channel -> cap on the sum of its daily budgets
     current_usd: dict[str, float]
-    channel_of: Mapping[str, str]  # target key -> channel
+    channel_of: dict[str, str]  # target key -> channel
 
     def __call__(self, action: Action) -> GateResult:
         if action.field != "amount":
@@ -107,6 +107,7 @@ class DailyCapGate:
                 f"(${cap - others:,.2f} left for this budget)",
             )  # fmt: skip
         self.current_usd[action.target.key] = action.usd_per_day
+        self.channel_of[action.target.key] = channel
         return GateResult(
             "daily_cap", True, f"{channel} totals ${total:,.2f}/day of its ${cap:,.2f} cap"
         )
@@ -123,9 +124,9 @@ def canary_gate(canary_geos: Iterable[str], widen: Mapping[str, bool | None]) ->
         if action.target.geo in geos:
             return GateResult("canary", True, f"{action.target.geo} is in the canary slice")
         state = widen.get(action.canary_group)
-        if state is True:
+        if state is not None and bool(state):
             return GateResult("canary", True, "the canary passed its outcome check: widening")
-        if state is False:
+        if state is not None:
             return GateResult("canary", False, "the canary failed its outcome check: not widened")
         return GateResult(
             "canary", False, f"waits for the canary in {sorted(geos)} to pass its outcome check"
