@@ -53,7 +53,9 @@ def test_canary_changes_go_to_the_slice_first_and_widen_only_after_a_passed_chec
 
 
 def test_the_daily_cap_counts_every_budget_of_the_channel_and_earlier_passes():
-    gate = DailyCapGate({"search": 400.0}, {"k1": 100.0, "k2": 100.0}, {"k1": "search", "k2": "search"})
+    gate = DailyCapGate(
+        {"search": 400.0}, {"k1": 100.0, "k2": 100.0}, {"k1": "search", "k2": "search"}
+    )
     assert gate(_action("US-CA", 150.0)).passed  # 100 + 100 + 150 = 350
     over = gate(_action("US-TX", 60.0))  # 350 + 60: the budget passed before counts too
     assert not over.passed and "over its cap" in over.detail and "$50.00 left" in over.detail
