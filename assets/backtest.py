@@ -38,6 +38,14 @@ def subset(curves: ResponseCurves, units: list[str]) -> ResponseCurves:
     )  # fmt: skip
 
 
+def _optimum(curves: ResponseCurves, spend: np.ndarray, policy) -> float:
+    """The true contribution of the best allocation of `spend`'s total."""
+    plan = optimize_budget(
+        curves, spend, policy, total_budget=float(spend.sum()), on_infeasible="closest"
+    )
+    return float(plan.expected_contribution_proposed)
+
+
 def without_step_limits(policy):
     """The budget policy's floors and caps without its step limits: the long-run optimum."""
     channels = {ch: replace(lim, max_change_per_period=None) for ch, lim in policy.channels.items()}
@@ -56,9 +64,10 @@ def decision_backtest(
     warehouse: Warehouse,
     landing: LandingZone,
 ) -> dg.MaterializeResult:
-    """`decisions.decision_backtest`, one row per week acted on: true weekly media contribution
-    of the budgets before the run, after it, and of the true optimum for the same total spend
-    (within the budget policy's floors and caps, without step limits), and the regret."""
+    """`decisions.decision_backtest`, one row per week acted on: the true weekly media
+    contribution of the budgets before the run and after it; for each, the true optimum for
+    the same total spend (within the budget policy's floors and caps, without step limits) and
+    the regret (optimum minus actual); and the true change in contribution net of spend."""
     truth_path = Path(config.truth_path) if config.truth_path else landing.root.parent / TRUTH_FILE
     if not truth_path.is_file():
         raise dg.Failure(
@@ -81,34 +90,35 @@ def decision_backtest(
         cv = subset(curves, units)
         before = spend["before"].reindex(units).to_numpy()
         after = spend["after"].reindex(units).to_numpy()
-        optimum = optimize_budget(
-            cv, before, policy, total_budget=float(after.sum()), on_infeasible="closest"
-        )
         c_before = float(cv.contribution(before).sum())
         c_after = float(cv.contribution(after).sum())
-        c_opt = float(optimum.expected_contribution_proposed)
-        gap = c_opt - c_before
+        # Each set of budgets against the true optimum for its own total: spend moves too (a
+        # plan may cut a channel), and comparing contributions at different totals would
+        # credit or blame the allocation for the spend.
+        opt_before = _optimum(cv, before, policy)
+        opt_after = _optimum(cv, after, policy)
+        s_before, s_after = float(before.sum()), float(after.sum())
         rows.append({
             "week_of": pd.Timestamp(week).date(), "units": len(units),
-            "spend_before": float(before.sum()), "spend_after": float(after.sum()),
+            "spend_before": s_before, "spend_after": s_after,
             "true_contribution_before": c_before, "true_contribution_after": c_after,
-            "true_contribution_optimum": c_opt, "true_lift": c_after - c_before,
-            "regret": c_opt - c_after, "regret_before": gap,
-            "share_of_possible_gain": (c_after - c_before) / gap if gap > 1e-9 else np.nan,
+            "true_optimum_before": opt_before, "true_optimum_after": opt_after,
+            "regret_before": opt_before - c_before, "regret_after": opt_after - c_after,
+            "true_net_change": (c_after - s_after) - (c_before - s_before),
         })  # fmt: skip
     table = pd.DataFrame(rows)
     with warehouse.connect() as conn:
         replace_table(conn, "decisions.decision_backtest", table)
     shown = [
-        (r.week_of, f"{r.spend_after:,.0f}", f"{r.true_contribution_before:,.0f}",
-         f"{r.true_contribution_after:,.0f}", f"{r.true_contribution_optimum:,.0f}", f"{r.regret:,.0f}")
+        (r.week_of, f"{r.spend_before:,.0f}", f"{r.spend_after:,.0f}", f"{r.regret_before:,.0f}",
+         f"{r.regret_after:,.0f}", f"{r.true_net_change:+,.0f}")
         for r in table.itertuples()
     ]  # fmt: skip
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(table),
             "weeks": len(table),
-            "latest_regret": float(table["regret"].iloc[-1]) if len(table) else 0.0,
+            "latest_regret": float(table["regret_after"].iloc[-1]) if len(table) else 0.0,
             "backtest": dg.MetadataValue.md(
                 markdown_table(
                     ["week", "spend/week", "true before", "true after", "true optimum", "regret"],

@@ -197,20 +197,17 @@ def _print_closed_loop(conn) -> None:
     ).fetchall():
         print(f"  {state:<12} {n:>5}")
     print(
-        "Decision backtest (decisions.decision_backtest): true weekly media contribution, USD, "
-        "of the budgets before and after each week's actions, and of the true optimum for the "
-        "same spend"
+        "Decision backtest (decisions.decision_backtest), against the simulator's truth: regret is "
+        "the true optimum for the same total spend minus the true weekly media contribution, USD"
     )
-    print(f"  {'week':<11} {'spend/week':>11} {'before':>10} {'after':>10} {'optimum':>10} "
-          f"{'regret':>9} {'gain captured':>14}")  # fmt: skip
+    print(f"  {'week':<11} {'spend before':>12} {'spend after':>12} {'regret before':>14} "
+          f"{'regret after':>13} {'net change':>11}")  # fmt: skip
     for r in conn.execute(
-        "select week_of, spend_after, true_contribution_before, true_contribution_after, "
-        "true_contribution_optimum, regret, share_of_possible_gain "
+        "select week_of, spend_before, spend_after, regret_before, regret_after, true_net_change "
         "from decisions.decision_backtest order by week_of"
     ).fetchall():
-        share = "-" if r[6] is None or r[6] != r[6] else f"{r[6]:.0%}"
-        print(f"  {r[0]!s:<11} {r[1]:>11,.0f} {r[2]:>10,.0f} {r[3]:>10,.0f} {r[4]:>10,.0f} "
-              f"{r[5]:>9,.0f} {share:>14}")  # fmt: skip
+        print(f"  {r[0]!s:<11} {r[1]:>12,.0f} {r[2]:>12,.0f} {r[3]:>14,.0f} {r[4]:>13,.0f} "
+              f"{r[5]:>+11,.0f}")  # fmt: skip
 
 
 def _report_run(result, started: float) -> None:
