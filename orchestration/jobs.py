@@ -15,6 +15,18 @@ MEASUREMENT_GROUPS = ("measurement", "decisions")
 CREATIVE_GROUPS = ("creative",)
 WAREHOUSE_TAG = {"adloop/warehouse": "duckdb"}
 
+
+def warehouse_job(name: str, selection, description: str):
+    """An asset job that writes the warehouse: steps in one process, queued per warehouse."""
+    return dg.define_asset_job(
+        name=name,
+        selection=selection,
+        executor_def=dg.in_process_executor,
+        tags=WAREHOUSE_TAG,
+        description=description,
+    )
+
+
 # Event staging converts revenue with the day's exchange rate, so the (small) fx table loads with it.
 EVENT_ASSETS = dg.AssetSelection.assets(
     dg.AssetKey(["raw", "tracking_events"]),
@@ -22,38 +34,30 @@ EVENT_ASSETS = dg.AssetSelection.assets(
     dg.AssetKey(["staging", "stg_tracking__events"]),
 )
 
-ingest_events_job = dg.define_asset_job(
+ingest_events_job = warehouse_job(
     name="ingest_events",
     selection=EVENT_ASSETS,
-    executor_def=dg.in_process_executor,
-    tags=WAREHOUSE_TAG,
     description="Load the tracking-event files of the selected arrival days (and changed exchange rates) "
     "into raw, quarantining bad lines, gate them with the raw-events expectations, and stage them incrementally with dbt.",
 )
 
-ingest_and_transform_job = dg.define_asset_job(
+ingest_and_transform_job = warehouse_job(
     name="ingest_and_transform",
     selection=dg.AssetSelection.groups(*FOUNDATION_GROUPS) - EVENT_ASSETS,
-    executor_def=dg.in_process_executor,
-    tags=WAREHOUSE_TAG,
     description="Load changed ad-platform reports, CRM orders and reference files into raw, then build "
     "staging, intermediate and marts with dbt, gated by the conformed-spend and panel expectations.",
 )
 
-measure_and_plan_job = dg.define_asset_job(
+measure_and_plan_job = warehouse_job(
     name="measure_and_plan",
     selection=dg.AssetSelection.groups(*MEASUREMENT_GROUPS),
-    executor_def=dg.in_process_executor,
-    tags=WAREHOUSE_TAG,
     description="Estimate the geo experiments, fit the MMMs (calibrated with the experiments), attribute, "
     "triangulate, and plan next week's budget from the calibrated MMM if it passed its diagnostics gates.",
 )
 
-creative_loop_job = dg.define_asset_job(
+creative_loop_job = warehouse_job(
     name="creative_loop",
     selection=dg.AssetSelection.groups(*CREATIVE_GROUPS),
-    executor_def=dg.in_process_executor,
-    tags=WAREHOUSE_TAG,
     description="Embed and index the brand documents and creatives, measure creative fatigue, write "
     "moderated ad-copy variants with the LLM grounded in retrieved brand facts, and propose bandit "
     "traffic splits that passed off-policy evaluation.",
@@ -72,7 +76,7 @@ DECISION_BACKTEST = dg.AssetKey(["decisions", "decision_backtest"])
 # Refresh the measurement the plan rests on (experiments calibrate the MMM), plan, propose, gate
 # and apply what is autonomous. Fresh data arrives through the landing sensor and the nightly
 # events schedule before it.
-weekly_budget_job = dg.define_asset_job(
+weekly_budget_job = warehouse_job(
     name="weekly_budget_reallocation",
     selection=dg.AssetSelection.assets(
         dg.AssetKey(["measurement", "incrementality"]),
@@ -81,28 +85,22 @@ weekly_budget_job = dg.define_asset_job(
         ACTION_PROPOSALS,
         ACTUATION_RESULTS,
     ),
-    executor_def=dg.in_process_executor,
-    tags=WAREHOUSE_TAG,
     description="Weekly budget reallocation: re-estimate the experiments, refit the calibrated MMM, "
     "plan next week's budgets, turn the plan into proposals judged by policies/actuation.yaml, and "
     "apply, through every gate, what is autonomous or approved. The rest waits for approval "
     "(adloop proposals list).",
 )
 
-actuate_job = dg.define_asset_job(
+actuate_job = warehouse_job(
     name="actuate",
     selection=dg.AssetSelection.assets(ACTUATION_RESULTS),
-    executor_def=dg.in_process_executor,
-    tags=WAREHOUSE_TAG,
     description="Apply the latest proposals that passed every gate (requested by the approvals "
     "sensor when someone approves, and by the spend-anomaly sensor for stop-losses).",
 )
 
-decision_backtest_job = dg.define_asset_job(
+decision_backtest_job = warehouse_job(
     name="decision_backtest",
     selection=dg.AssetSelection.assets(DECISION_BACKTEST),
-    executor_def=dg.in_process_executor,
-    tags=WAREHOUSE_TAG,
     description="On a simulated market: what each week's applied budgets were worth under the "
     "true response, against the budgets they replaced and the true optimum (regret).",
 )
