@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 from dataclasses import fields
@@ -84,6 +85,10 @@ def _token(given: str | None, env: str, kind: str) -> str:
     return DEV_TOKENS[kind]
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
     faults = FaultConfig.from_dict({f.name: getattr(args, f.name) for f in fields(FaultConfig)})
@@ -103,6 +108,11 @@ def _serve(args: argparse.Namespace) -> int:
     shown = f"[{host}]" if ":" in str(host) else host
     print(f"{READY_PREFIX}http://{shown}:{port}", flush=True)
     if not args.exit_on_stdin_eof:
+        # Ctrl-C or SIGTERM stops it cleanly. The handlers are set explicitly: a process started
+        # in the background by a non-interactive shell inherits SIGINT ignored, and would never
+        # see a KeyboardInterrupt otherwise.
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
         with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
         server.server_close()
