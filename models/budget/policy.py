@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from models.policy_files import canonical_sha256, yaml_sha256
+from models.policy_files import canonical_sha256, version_and_usd, yaml_sha256
 from models.policy_files import number as _number
 from models.simulation.config import CHANNEL_PLATFORM
 
@@ -130,15 +130,10 @@ def policy_from_dict(
         raise ValueError(
             f"budget policy has unknown fields {unknown}; allowed: {sorted(_TOP_KEYS)}"
         )
-    version = document.get("version")
-    if version is None or isinstance(version, bool) or str(version).strip() == "":
-        raise ValueError("budget policy needs a version")
+    version, currency = version_and_usd(document, "budget policy", "spend and revenue are in USD")
     period = document.get("period", "week")
     if period != "week":
         raise ValueError(f"period must be 'week' (the MMM and plans are weekly), got {period!r}")
-    currency = document.get("currency", "USD")
-    if currency != "USD":
-        raise ValueError(f"currency must be 'USD' (spend and revenue are in USD), got {currency!r}")
     objective = document.get("objective", "max_revenue")
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from models.policy_files import canonical_sha256, yaml_sha256
+from models.policy_files import canonical_sha256, version_and_usd, yaml_sha256
 from models.policy_files import number as _number
 from models.simulation.config import CHANNEL_PLATFORM
 
@@ -303,12 +303,7 @@ def _blackout(i: int, raw: Any, channels: set[str], types: set[str]) -> Blackout
 def policy_from_dict(document: Any, *, sha256: str | None = None) -> ActuationPolicy:
     """Validate a parsed actuation policy; every error names the field at fault."""
     raw = _mapping(document, "the actuation policy", _TOP_KEYS)
-    version = raw.get("version")
-    if version is None or isinstance(version, bool) or str(version).strip() == "":
-        raise ValueError("the actuation policy needs a version")
-    currency = raw.get("currency", "USD")
-    if currency != "USD":
-        raise ValueError(f"currency must be 'USD' (spend is in USD), got {currency!r}")
+    version, currency = version_and_usd(raw, "the actuation policy", "spend is in USD")
     kill = raw.get("kill_switch", False)
     if not isinstance(kill, bool):
         raise ValueError(f"kill_switch must be true or false, got {kill!r}")
@@ -356,7 +351,7 @@ def policy_from_dict(document: Any, *, sha256: str | None = None) -> ActuationPo
         )  # fmt: skip
     return ActuationPolicy(
         canary=canary,
-        version=str(version),
+        version=version,
         action_types=action_types,
         channels=channels,
         stop_loss=stops,

@@ -18,6 +18,8 @@ from datetime import date
 from types import MappingProxyType
 from typing import Any
 
+from models.policy_files import finite_number
+
 # Bumped when the hashed document changes shape; part of every hash.
 PROPOSAL_SCHEMA = "adloop.action_proposal/1"
 
@@ -28,14 +30,7 @@ Value = float | Mapping[str, float] | None
 
 
 def _number(value: Any, where: str, *, allow_none: bool = True) -> float | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{where} must be a number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{where} must be finite, got {value!r}")
-    return value
+    return finite_number(value, where, allow_none=allow_none)
 
 
 def _value(value: Any, where: str) -> Value:
